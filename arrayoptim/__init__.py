@@ -1,4 +1,19 @@
-"""arrayoptim: torch.optim and timm optimizers as pure functions on the Python array API standard."""
-from . import schedules
+"""arrayoptim: torch.optim and timm optimizers and LR schedulers as pure functions on the Python array API.
+
+>>> import arrayoptim as ao
+>>> opt = ao.create_optimizer('adamw', lr=1e-3)
+
+The core needs only numpy and array-api-compat; ``import arrayoptim`` never imports torch or cupy.
+"""
+from . import optimizers, schedules
+from ._core import Optimizer, ParamGroup, create_optimizer
+from ._hyper import Hyperparams
+from ._registry import OptimInfo, get_optimizer_info, list_optimizers
+from .optimizers.lookahead import Lookahead
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Hyperparams", "Lookahead", "OptimInfo", "Optimizer", "ParamGroup", "create_optimizer", "get_optimizer_info",
+    "list_optimizers", "optimizers", "schedules",
+]

@@ -1,0 +1,304 @@
+"""The functional optimizer: ``create_optimizer(name, **hparams)``, ``opt.init(params)``, ``opt.step(...)``.
+
+Data flows one way::
+
+    params/grads/state --validate everything--> xp = array_namespace(...) --claim outputs--> kernel per array
+        --> new params/state
+
+Nothing is written before every check has passed, so a step that raises leaves params and state exactly as they
+were, with ``copy=False`` too.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable, Mapping
+
+from array_api_compat import array_namespace, is_array_api_obj, is_jax_array, is_writeable_array
+from array_api_compat import device as _device
+
+from ._hyper import IMPLEMENTATION_SELECTORS, Hyperparams
+from ._registry import LOOKAHEAD_PREFIX, OptimInfo, get_optimizer_info
+
+__all__ = ["Optimizer", "create_optimizer"]
+
+
+def create_optimizer(name: str, *, groups: Iterable[Mapping[str, Any]] | None = None, **hparams: Any) -> Any:
+    """Create the optimizer registered as ``name`` with the anchor's hyperparameter names.
+
+    Parameters
+    ----------
+    name
+        A registry name (see :func:`list_optimizers`), optionally prefixed ``lookahead_`` to wrap it in Lookahead
+        (``lookahead_alpha`` and ``lookahead_k`` then set the wrapper's ``alpha`` and ``k``).
+    groups
+        Per-group hyperparameters, torch's param groups addressed by param name: a list of dicts, each with
+        ``'params'`` (a list of param names) and the hyperparameters that differ for those params. Params in no
+        group use the top-level values.
+    **hparams
+        The anchor constructor's keywords (``lr``, ``betas``, ``weight_decay``, ...). Unknown names raise
+        ``TypeError``; torch's ``foreach``/``fused``/``capturable``/``differentiable`` are accepted and ignored.
+
+    Examples
+    --------
+    >>> import numpy as np, arrayoptim as ao
+    >>> opt = ao.create_optimizer('adamw', lr=1e-3)
+    >>> params = {'w': np.ones(3)}
+    >>> state = opt.init(params)
+    >>> params, state = opt.step(params, {'w': np.ones(3)}, state)
+    >>> params['w']
+    array([0.99899, 0.99899, 0.99899])
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"optimizer name must be a str, got {name!r}")
+    key = name.lower()
+    if key.startswith(LOOKAHEAD_PREFIX) and key != LOOKAHEAD_PREFIX:
+        from .optimizers.lookahead import Lookahead
+
+        la = {k[len("lookahead_"):]: hparams.pop(k) for k in ("lookahead_alpha", "lookahead_k") if k in hparams}
+        return Lookahead(create_optimizer(key[len(LOOKAHEAD_PREFIX):], groups=groups, **hparams), **la)
+    info = get_optimizer_info(key)
+    return Optimizer(info, _make_record(info, info.effective_defaults(), hparams, where=key), groups=groups)
+
+
+def _make_record(info: OptimInfo, base: Mapping[str, Any], overrides: Mapping[str, Any], where: str) -> Hyperparams:
+    fields = set(info.hyperparams.field_names())
+    unknown = [k for k in overrides if k not in fields and k not in IMPLEMENTATION_SELECTORS]
+    if unknown:
+        raise TypeError(
+            f"{where}: unknown hyperparameter{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(k) for k in unknown)} (accepted: {', '.join(sorted(fields))})")
+    values = {**base, **{k: v for k, v in overrides.items() if k in fields}}
+    if "max_lr_snapshot" in fields and values.get("max_lr_snapshot") is None and "lr" in values:
+        values["max_lr_snapshot"] = values["lr"]  # timm: corrected decay uses the constructor lr
+    return info.hyperparams(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamGroup:
+    """Params (by name) that share a hyperparameter record other than the optimizer's top-level one."""
+
+    names: tuple[str, ...]
+    hyperparams: Hyperparams
+
+
+class Optimizer:
+    """A registered optimizer bound to validated hyperparameters: visible data plus two pure functions.
+
+    Attributes
+    ----------
+    info : OptimInfo
+        The registry entry (name, description, kernel, capability flags).
+    hyperparams : Hyperparams
+        The frozen top-level record.
+    groups : tuple of ParamGroup
+        Per-group records, addressed by param name.
+    """
+
+    def __init__(self, info: OptimInfo, hyperparams: Hyperparams,
+                 groups: Iterable[Mapping[str, Any]] | None = None) -> None:
+        self.info = info
+        self.hyperparams = hyperparams
+        built = []
+        seen: dict[str, int] = {}
+        for i, g in enumerate(groups or ()):
+            if not isinstance(g, Mapping) or "params" not in g:
+                raise TypeError(f"groups[{i}] must be a dict with a 'params' list of names, got {g!r}")
+            names = g["params"]
+            if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+                raise TypeError(f"groups[{i}]['params'] must be a list of param names, got {names!r}")
+            for n in names:
+                if n in seen:
+                    raise ValueError(f"param {n!r} appears in more than one group (groups[{seen[n]}] and groups[{i}])")
+                seen[n] = i
+            over = {k: v for k, v in g.items() if k != "params"}
+            base = hyperparams.as_dict()
+            if "lr" in over and "max_lr_snapshot" in base and "max_lr_snapshot" not in over:
+                over["max_lr_snapshot"] = base["max_lr_snapshot"]  # timm: groups keep the constructor's snapshot
+            built.append(ParamGroup(tuple(names), _make_record(info, base, over, where=f"groups[{i}]")))
+        self.groups = tuple(built)
+        self._group_of = {n: grp.hyperparams for grp in self.groups for n in grp.names}
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def __repr__(self) -> str:
+        hp = ", ".join(f"{k}={v!r}" for k, v in self.hyperparams.as_dict().items())
+        extra = f", groups={len(self.groups)}" if self.groups else ""
+        return f"Optimizer({self.info.name!r}, {hp}{extra})"
+
+    def hyperparams_for(self, name: str) -> Hyperparams:
+        """The record that applies to the param called ``name``."""
+        return self._group_of.get(name, self.hyperparams)
+
+    # ------------------------------------------------------------------------------------------------- init
+    def init(self, params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """The initial state: ``{name: {slot: array}}`` with torch's slot names (slots torch creates lazily at
+        the first step, such as SGD's ``momentum_buffer``, appear after the first step)."""
+        _check_params(params)
+        missing = [n for n in self._group_of if n not in params]
+        if missing:
+            raise ValueError(f"groups name params that are not in params: {missing}")
+        if not params:
+            return {}
+        xp = _namespace(params.values(), what="params")
+        return {n: self._init_one(xp, n, p) for n, p in params.items()}
+
+    def _init_one(self, xp: Any, name: str, p: Any) -> dict[str, Any]:
+        return dict(self.info.init(xp, p, self.hyperparams_for(name))) if self.info.init else {}
+
+    # ------------------------------------------------------------------------------------------------- step
+    def step(self, params: Mapping[str, Any], grads: Mapping[str, Any | None], state: Mapping[str, Mapping],
+             *, copy: bool | None = True, hyperparams: Mapping[str, Any] | None = None,
+             **extra: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """One optimization step; returns ``(new_params, new_state)``.
+
+        Parameters
+        ----------
+        params, grads, state
+            Mappings keyed by param name. A grad that is ``None`` or missing leaves that param and its state
+            untouched (torch skips params without ``.grad``). Grads are never mutated.
+        copy
+            ``True`` (default): inputs are never mutated. ``False``: params and state arrays are updated in place
+            (array identity preserved) and a read-only or immutable (JAX) array raises ``ValueError`` before
+            anything is written. ``None``: in place where an array is writeable, copied where it is not.
+            Always use the returned dicts: slots created by a step (e.g. SGD's ``momentum_buffer``) are only there.
+        hyperparams
+            Per-step overrides applied to every group's record (e.g. ``{'lr': schedule(t)}``), validated.
+        """
+        if copy not in (True, False, None):
+            raise ValueError(f"copy must be True, False or None, got {copy!r}")
+        hps = self._records(hyperparams)
+        if self.info.step_fn is not None:
+            return self.info.step_fn(self, params, grads, state, copy=copy, hps=hps, **extra)
+        if extra:
+            raise TypeError(f"{self.info.name}.step() got unexpected keyword arguments: {sorted(extra)}")
+        xp, active = validate_step(params, grads, state, copy=copy, param_slots=self.info.param_slots)
+        ctx = self.info.prepare(xp, params, grads, state, hps) if self.info.prepare else {}
+        new_params = dict(params)
+        new_state = {n: dict(s) for n, s in state.items()}
+        for name in active:
+            p = params[name]
+            hp = hps.get(name, hps[None])
+            s = new_state[name] if name in state else self._init_one(xp, name, p)
+            s = {k: claim(xp, v, copy) for k, v in s.items()}
+            g = grads[name]
+            if g.dtype != p.dtype:
+                g = xp.astype(g, p.dtype)
+            new_params[name] = self.info.kernel(xp, claim(xp, p, copy), g, s, hp, ctx)
+            new_state[name] = s
+        return new_params, new_state
+
+    def _records(self, overrides: Mapping[str, Any] | None) -> dict[str | None, Hyperparams]:
+        """name -> record for this step (key None: the top-level record), with per-step overrides applied."""
+        recs: dict[str | None, Hyperparams] = {None: self.hyperparams}
+        recs.update(self._group_of)
+        if not overrides:
+            return recs
+        fields = set(self.info.hyperparams.field_names())
+        unknown = [k for k in overrides if k not in fields]
+        if unknown:
+            raise TypeError(f"{self.info.name}: unknown hyperparameter override(s) {unknown}")
+        cache: dict[int, Hyperparams] = {}
+        for k, rec in recs.items():
+            if id(rec) not in cache:
+                cache[id(rec)] = dataclasses.replace(rec, **overrides)
+            recs[k] = cache[id(rec)]
+        return recs
+
+
+# ----------------------------------------------------------------------------------------------------- helpers
+
+def claim(xp: Any, x: Any, copy: bool | None) -> Any:
+    """The array a kernel may update: ``x`` itself (in place), a copy, or ``x`` when immutable (JAX rebinds).
+
+    Writeability has been checked by :func:`validate_step`, so this never raises.
+    """
+    if not is_array_api_obj(x) or is_jax_array(x):
+        return x
+    if copy is True or (copy is None and not is_writeable_array(x)):
+        return xp.asarray(x, copy=True)
+    return x
+
+
+def _check_params(params: Any) -> None:
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a mapping from names to arrays, got {type(params).__name__}")
+    for n, p in params.items():
+        if not isinstance(n, str):
+            raise TypeError(f"param names must be str, got {n!r}")
+        if not is_array_api_obj(p):
+            raise TypeError(f"params[{n!r}] must be an array, got {type(p).__name__}")
+        xp = array_namespace(p)
+        if not xp.isdtype(p.dtype, "real floating"):
+            raise ValueError(f"params[{n!r}] must have a real floating dtype, got {p.dtype}")
+
+
+def _namespace(arrays: Iterable[Any], what: str) -> Any:
+    try:
+        return array_namespace(*arrays)
+    except TypeError as e:
+        raise ValueError(f"{what} mix array libraries: {e}") from None
+
+
+def _same_device(a: Any, b: Any) -> bool:
+    try:
+        return _device(a) == _device(b)
+    except Exception:  # tracers without a concrete device: nothing to compare
+        return True
+
+
+def validate_step(params: Mapping[str, Any], grads: Mapping[str, Any], state: Mapping[str, Mapping],
+                  *, copy: bool | None, param_slots: Iterable[str] = ()) -> tuple[Any, list[str]]:
+    """Every check a step needs, done before anything is written. Returns ``(xp, names with a grad)``."""
+    _check_params(params)
+    if not isinstance(grads, Mapping):
+        raise TypeError(f"grads must be a mapping from names to arrays, got {type(grads).__name__}")
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state must be a mapping from names to slot dicts, got {type(state).__name__}")
+    stray = [n for n in grads if n not in params]
+    if stray:
+        raise ValueError(f"grads has entries for names that are not params: {stray}")
+    stray = [n for n in state if n not in params]
+    if stray:
+        raise ValueError(f"state has entries for names that are not params: {stray} (state of other params?)")
+    active = [n for n in params if grads.get(n) is not None]
+    if not active:
+        return None, active
+    for n in active:
+        p, g = params[n], grads[n]
+        if not is_array_api_obj(g):
+            raise TypeError(f"grads[{n!r}] must be an array or None, got {type(g).__name__}")
+        try:
+            array_namespace(p, g)
+        except TypeError:
+            raise ValueError(
+                f"grads[{n!r}] is a {type(g).__module__}.{type(g).__name__} but its param is a "
+                f"{type(p).__module__}.{type(p).__name__}: one array library per step") from None
+        if tuple(g.shape) != tuple(p.shape):
+            raise ValueError(f"grads[{n!r}] has shape {tuple(g.shape)}, its param has shape {tuple(p.shape)}")
+        if not array_namespace(g).isdtype(g.dtype, "real floating"):
+            raise ValueError(f"grads[{n!r}] must have a real floating dtype like its param, got {g.dtype}")
+        if not _same_device(p, g):
+            raise ValueError(f"grads[{n!r}] is on device {_device(g)}, its param on {_device(p)}")
+        slots = state.get(n, {})
+        if not isinstance(slots, Mapping):
+            raise TypeError(f"state[{n!r}] must be a dict of slots, got {type(slots).__name__}")
+        for k, v in slots.items():
+            if is_array_api_obj(v):
+                try:
+                    array_namespace(p, v)
+                except TypeError:
+                    raise ValueError(f"state[{n!r}][{k!r}] is a {type(v).__name__}, its param a "
+                                     f"{type(p).__name__}: this state does not belong to these params") from None
+                if not _same_device(p, v):
+                    raise ValueError(f"state[{n!r}][{k!r}] is on device {_device(v)}, its param on {_device(p)}")
+                if k in param_slots and (tuple(v.shape) != tuple(p.shape) or v.dtype != p.dtype):
+                    raise ValueError(f"state[{n!r}][{k!r}] has shape {tuple(v.shape)} and dtype {v.dtype}, its param "
+                                     f"{tuple(p.shape)} and {p.dtype}: this state does not belong to these params")
+        if copy is False:
+            for what, x in [(f"params[{n!r}]", p)] + [(f"state[{n!r}][{k!r}]", v) for k, v in slots.items()]:
+                if is_array_api_obj(x) and (is_jax_array(x) or not is_writeable_array(x)):
+                    raise ValueError(f"copy=False but {what} is read-only (immutable); use copy=None or True")
+    xp = _namespace([params[n] for n in active] + [grads[n] for n in active], what="params and grads")
+    return xp, active

@@ -1,0 +1,96 @@
+r"""Lookahead (``lookahead_<name>`` wraps any registered optimizer), with timm's semantics."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+from .._hyper import Hyperparams, hyperfield
+from .._xp import assign
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LookaheadHyperparams(Hyperparams):
+    r"""timm.optim.Lookahead: ``k`` fast steps of the base optimizer, then one step back toward slow weights.
+
+    Every ``k``-th step of a param (counted in its ``lookahead_step`` slot), after the base step:
+
+    .. math::
+
+        \phi &\leftarrow \phi + \alpha(\theta - \phi) \qquad \theta \leftarrow \phi
+
+    where :math:`\theta` is the param (fast weights) and :math:`\phi` the ``lookahead_slow_buff`` slot.
+
+    Warnings
+    --------
+    * As in timm, the slow weights are created **lazily at the first sync**, as a copy of the fast weights at
+      step ``k`` (not of the initial weights), so the first sync changes nothing; the paper starts
+      :math:`\phi` at the initial weights.
+    * timm counts ``lookahead_step`` per param group and skips params without a gradient at a sync step; here the
+      count is per param and only advances on steps where that param has a gradient. The two agree whenever every
+      param gets a gradient at every step.
+
+    References
+    ----------
+    Zhang et al., "Lookahead Optimizer: k steps forward, 1 step back", arXiv:1907.08610.
+    """
+
+    anchor = "timm.optim.Lookahead"
+    alpha: float = 0.5
+    k: int = hyperfield(6, "int")
+
+    def validate(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"Invalid slow update rate: {self.alpha} (lookahead alpha={self.alpha!r} must be in [0, 1])")
+        if not 1 <= self.k:
+            raise ValueError(f"Invalid lookahead steps: {self.k} (lookahead k={self.k!r} must be >= 1)")
+
+
+class Lookahead:
+    """A registered optimizer wrapped in Lookahead; same ``init``/``step`` contract as :class:`Optimizer`."""
+
+    def __init__(self, base: Any, **hparams: Any) -> None:
+        self.base = base
+        self.lookahead = LookaheadHyperparams(**hparams)
+
+    @property
+    def name(self) -> str:
+        return "lookahead_" + self.base.name
+
+    @property
+    def info(self):
+        return self.base.info
+
+    @property
+    def hyperparams(self):
+        return self.base.hyperparams
+
+    def __repr__(self) -> str:
+        return f"Lookahead({self.base!r}, alpha={self.lookahead.alpha!r}, k={self.lookahead.k!r})"
+
+    def init(self, params: Mapping[str, Any]) -> dict:
+        state = self.base.init(params)
+        for s in state.values():
+            s["lookahead_step"] = 0
+        return state
+
+    def step(self, params, grads, state, *, copy: bool | None = True, **kwargs):
+        """The base optimizer's step, then the slow-weight sync on every ``k``-th step of each param."""
+        new_params, new_state = self.base.step(params, grads, state, copy=copy, **kwargs)
+        alpha, k = self.lookahead.alpha, self.lookahead.k
+        for name in new_params:
+            if grads.get(name) is None:
+                continue
+            s = new_state[name]
+            s["lookahead_step"] = count = int(s.get("lookahead_step", 0)) + 1
+            if count % k:
+                continue
+            fast = new_params[name]  # claimed by the base step
+            slow = s.get("lookahead_slow_buff")
+            if slow is None:
+                from array_api_compat import array_namespace
+
+                slow = array_namespace(fast).asarray(fast, copy=True)
+            slow += alpha * (fast - slow)
+            s["lookahead_slow_buff"] = slow
+            new_params[name] = assign(fast, slow)
+        return new_params, new_state

@@ -1,0 +1,145 @@
+r"""Stochastic gradient descent: torch.optim.SGD (``sgd``, ``momentum``, ``nesterov``) and timm's SGDW
+(``sgdw``, ``nesterovw``, ``sgdc``, ``csgdw``, ``csgdc``).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from .._hyper import Hyperparams, check_lr, check_max_lr_snapshot, check_momentum, check_weight_decay, hyperfield
+from .._registry import OptimInfo, register
+from .._xp import caution
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SGDHyperparams(Hyperparams):
+    r"""torch.optim.SGD.
+
+    With :math:`\mu` = ``momentum``, :math:`\tau` = ``dampening``, :math:`\lambda` = ``weight_decay``,
+    :math:`\gamma` = ``lr``, and ``g`` negated first when ``maximize``:
+
+    .. math::
+
+        g &\leftarrow g + \lambda p \\
+        \mathrm{buf} &\leftarrow \begin{cases} g & \text{first step} \\
+                                        \mu\,\mathrm{buf} + (1-\tau)\,g & \text{after} \end{cases} \\
+        g &\leftarrow g + \mu\,\mathrm{buf} \text{ (nesterov)} \quad\text{or}\quad g \leftarrow \mathrm{buf} \\
+        p &\leftarrow p - \gamma g
+
+    State: ``momentum_buffer`` (only when ``momentum != 0``; created at the first step as a copy of ``g``).
+
+    Warnings
+    --------
+    * The buffer starts as the first gradient itself, skipping dampening (with ``dampening=0.5`` the first buffer
+      is ``g``, not ``0.5 g``), and ``lr`` multiplies the buffer when it is applied (Sutskever et al. fold ``lr``
+      into the buffer; the two differ as soon as ``lr`` changes).
+    * Nesterov is torch's reformulation :math:`g + \mu\,\mathrm{buf}`, not a look-ahead gradient evaluation.
+    * The registry's ``sgd`` (and its alias ``nesterov``) is **Nesterov** SGD with ``momentum=0.9``, as timm
+      registers it; torch's class defaults are ``momentum=0, nesterov=False``.
+
+    References
+    ----------
+    Sutskever et al., "On the importance of initialization and momentum in deep learning", ICML 2013.
+    """
+
+    anchor = "torch.optim.SGD"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    dampening: float = 0.0
+    weight_decay: float = 0.0
+    nesterov: bool = False
+    maximize: bool = False
+
+    def validate(self) -> None:
+        check_lr(self.lr)
+        check_momentum(self.momentum)
+        check_weight_decay(self.weight_decay)
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError(
+                "Nesterov momentum requires a momentum and zero dampening "
+                f"(nesterov=True, momentum={self.momentum!r}, dampening={self.dampening!r})")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SGDWHyperparams(SGDHyperparams):
+    r"""timm.optim.SGDW: SGD with decoupled weight decay, optional caution and corrected decay.
+
+    .. math::
+
+        p &\leftarrow p\,(1 - s\lambda), \quad s = \gamma \text{ or } \gamma^2/\gamma_{\max}
+            \text{ (corrected\_weight\_decay)} \\
+        \mathrm{buf}, d &: \text{as torch SGD, without the } \lambda p \text{ term} \\
+        d &\leftarrow d \odot \frac{\mathbb{1}[d g > 0]}{\max(\mathrm{mean}(\mathbb{1}[d g > 0]), 10^{-3})}
+            \text{ (caution, when momentum} \ne 0) \\
+        p &\leftarrow p - \gamma d
+
+    :math:`\gamma_{\max}` is ``max_lr_snapshot``: the ``lr`` given at construction (per-step overrides of ``lr``
+    from a schedule do not change it), as timm snapshots it.
+
+    Warnings
+    --------
+    Caution only applies when ``momentum != 0`` (timm masks the momentum direction). The decay multiplies the
+    param even when ``weight_decay`` is 0 (by exactly 1).
+
+    References
+    ----------
+    Loshchilov & Hutter, "Decoupled Weight Decay Regularization", arXiv:1711.05101.
+    Liang et al., "Cautious Optimizers", arXiv:2411.16085.
+    Chou, "Why Gradients Rapidly Increase Near the End of Training" (corrected decay), arXiv:2506.02285.
+    """
+
+    anchor = "timm.optim.SGDW"
+    caution: bool = False
+    corrected_weight_decay: bool = False
+    max_lr_snapshot: float | None = hyperfield(None, "?float")
+
+    def validate(self) -> None:
+        super().validate()
+        check_max_lr_snapshot(self.corrected_weight_decay, self.max_lr_snapshot)
+
+
+def sgd_kernel(xp, p, g, s, hp, ctx):
+    """Per-array SGD (torch) / SGDW (timm) update; see the records' docstrings for the math."""
+    if hp.maximize:
+        g = -g
+    decoupled = isinstance(hp, SGDWHyperparams)
+    if decoupled:
+        scale = hp.lr if not hp.corrected_weight_decay else hp.lr ** 2 / hp.max_lr_snapshot
+        p *= 1.0 - scale * hp.weight_decay
+    elif hp.weight_decay != 0:
+        g = g + hp.weight_decay * p
+    if hp.momentum != 0:
+        buf = s.get("momentum_buffer")
+        if buf is None:
+            buf = xp.asarray(g, copy=True)
+        else:
+            buf *= hp.momentum
+            buf += (1 - hp.dampening) * g
+        s["momentum_buffer"] = buf
+        d = g + hp.momentum * buf if hp.nesterov else buf
+        if decoupled and hp.caution:
+            d = caution(xp, d, g)
+        g = d
+    p -= hp.lr * g
+    return p
+
+
+register(
+    OptimInfo("sgd", "torch.Optim Stochastic Gradient Descent (SGD) with Nesterov momentum", SGDHyperparams,
+              kernel=sgd_kernel, defaults={"nesterov": True}, has_eps=False, has_momentum=True),
+    variants={"momentum": ("torch.Optim Stochastic Gradient Descent (SGD) with classical momentum",
+                           {"nesterov": False})},
+    aliases=["nesterov"],
+)
+
+register(
+    OptimInfo("sgdw", "SGD with decoupled weight decay and Nesterov momentum", SGDWHyperparams,
+              kernel=sgd_kernel, defaults={"nesterov": True}, has_eps=False, has_momentum=True),
+    variants={
+        "sgdc": ("SGD with corrected decoupled weight decay (lr²/max_lr scaling)",
+                 {"corrected_weight_decay": True}),
+        "csgdw": ("Cautious SGD with decoupled weight decay and Nesterov momentum", {"caution": True}),
+        "csgdc": ("Cautious SGD with corrected decoupled weight decay (lr²/max_lr scaling)",
+                  {"caution": True, "corrected_weight_decay": True}),
+    },
+    aliases=["nesterovw"],
+)
