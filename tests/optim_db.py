@@ -1,0 +1,108 @@
+"""The configuration database: every registered optimizer's interesting configurations and expected errors, as data.
+
+Modelled on torch's ``torch/testing/_internal/common_optimizers.py`` (``OptimizerInput`` /
+``ErrorOptimizerInput``). The generic suites in ``test_contract.py`` run every name x configuration x backend x
+dtype from here; they branch on capability flags, never on names. Adding an optimizer = adding one entry.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerInput:
+    """Keyword arguments for ``ao.create_optimizer(name, **kwargs)`` and a short description."""
+
+    kwargs: dict[str, Any]
+    desc: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorInput:
+    """Keyword arguments that must make ``ao.create_optimizer`` raise ``error`` with a message matching ``match``."""
+
+    kwargs: dict[str, Any]
+    error: type[Exception]
+    match: str
+    desc: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class DBEntry:
+    inputs: tuple[OptimizerInput, ...]
+    errors: tuple[ErrorInput, ...] = ()
+    #: lr used for the "goes downhill on a quadratic" check (None: the optimizer's default)
+    descent_lr: float | None = 0.05
+
+
+def _common_errors(*, betas: bool = False, eps: bool = False, momentum: bool = False) -> tuple[ErrorInput, ...]:
+    out = [
+        ErrorInput({"lr": -1e-2}, ValueError, r"Invalid learning rate: -0.01.*lr", "negative lr"),
+        ErrorInput({"lr": float("nan")}, ValueError, r"Invalid learning rate", "nan lr"),
+        ErrorInput({"weight_decay": -1.0}, ValueError, r"Invalid weight_decay value: -1.0.*weight_decay", "neg wd"),
+        ErrorInput({"no_such_hparam": 1.0}, TypeError, r"unknown hyperparameter 'no_such_hparam'", "unknown"),
+        ErrorInput({"lr": "0.1"}, TypeError, r"'lr' must be a real number", "lr as str"),
+    ]
+    if betas:
+        out += [
+            ErrorInput({"betas": (1.0, 0.999)}, ValueError, r"Invalid beta parameter at index 0: 1.0", "beta1=1"),
+            ErrorInput({"betas": (0.9, -0.1)}, ValueError, r"Invalid beta parameter at index 1: -0.1", "beta2<0"),
+            ErrorInput({"betas": (0.9,)}, ValueError, r"Invalid betas", "one beta"),
+        ]
+    if eps:
+        out.append(ErrorInput({"eps": -1e-8}, ValueError, r"Invalid epsilon value: -1e-08.*eps", "negative eps"))
+    if momentum:
+        out += [
+            ErrorInput({"momentum": -0.5}, ValueError, r"Invalid momentum value: -0.5.*momentum", "neg momentum"),
+            ErrorInput({"momentum": 0.0, "nesterov": True}, ValueError,
+                       r"Nesterov momentum requires a momentum and zero dampening", "nesterov no momentum"),
+            ErrorInput({"momentum": 0.9, "dampening": 0.5, "nesterov": True}, ValueError,
+                       r"Nesterov momentum requires a momentum and zero dampening", "nesterov dampening"),
+        ]
+    return tuple(out)
+
+
+_SGD = DBEntry(
+    inputs=(
+        OptimizerInput({}, "registry defaults"),
+        OptimizerInput({"lr": 0.1, "momentum": 0.0, "nesterov": False}, "plain"),
+        OptimizerInput({"lr": 0.1, "momentum": 0.9, "nesterov": False, "dampening": 0.5}, "dampening"),
+        OptimizerInput({"lr": 0.05, "momentum": 0.9, "weight_decay": 0.1}, "weight decay"),
+        OptimizerInput({"lr": 0.05, "momentum": 0.9, "maximize": True, "weight_decay": 0.01}, "maximize"),
+        OptimizerInput({"lr": 0.01, "foreach": True, "fused": False, "differentiable": False}, "selectors ignored"),
+    ),
+    errors=_common_errors(momentum=True),
+)
+
+_SGDW = DBEntry(
+    inputs=_SGD.inputs + (
+        OptimizerInput({"lr": 0.05, "momentum": 0.9, "weight_decay": 0.1, "caution": True}, "caution"),
+        OptimizerInput({"lr": 0.05, "momentum": 0.9, "weight_decay": 0.1, "corrected_weight_decay": True},
+                       "corrected decay"),
+    ),
+    errors=_common_errors(momentum=True) + (
+        ErrorInput({"lr": 0.0, "corrected_weight_decay": True}, ValueError,
+                   r"Corrected weight decay requires a positive max lr", "corrected with lr=0"),
+    ),
+)
+
+_ADAM = DBEntry(
+    inputs=(
+        OptimizerInput({}, "registry defaults"),
+        OptimizerInput({"lr": 0.01, "weight_decay": 0.1}, "weight decay"),
+        OptimizerInput({"lr": 0.01, "amsgrad": True}, "amsgrad"),
+        OptimizerInput({"lr": 0.01, "maximize": True, "amsgrad": True, "weight_decay": 0.1}, "maximize amsgrad wd"),
+        OptimizerInput({"lr": 0.01, "betas": [0.8, 0.9], "eps": 1e-3}, "betas as list, big eps"),
+        OptimizerInput({"lr": 0.01, "capturable": True, "fused": True}, "selectors ignored"),
+    ),
+    errors=_common_errors(betas=True, eps=True),
+)
+
+OPTIM_DB: dict[str, DBEntry] = {
+    "sgd": _SGD, "momentum": _SGD, "nesterov": _SGD,
+    "sgdw": _SGDW, "nesterovw": _SGDW, "sgdc": _SGDW, "csgdw": _SGDW, "csgdc": _SGDW,
+    "adam": _ADAM,
+    "adamw": dataclasses.replace(_ADAM, inputs=_ADAM.inputs + (
+        OptimizerInput({"lr": 0.01, "weight_decay": 0.0}, "no decay"),)),
+}

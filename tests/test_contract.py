@@ -1,0 +1,250 @@
+"""The generic contract: every registered optimizer x configuration x backend x dtype, driven by ``optim_db``.
+
+No test here names an optimizer; they branch on capability flags (fields of the hyperparameter record).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from array_api_compat import array_namespace, device, is_array_api_obj
+
+import arrayoptim as ao
+from backends import BACKENDS
+from optim_db import OPTIM_DB
+
+CASES = [pytest.param(name, inp, id=f"{name}-{inp.desc.replace(' ', '_')}")
+         for name in ao.list_optimizers() if name in OPTIM_DB for inp in OPTIM_DB[name].inputs]
+ERROR_CASES = [pytest.param(name, err, id=f"{name}-{err.desc.replace(' ', '_')}")
+               for name in ao.list_optimizers() if name in OPTIM_DB for err in OPTIM_DB[name].errors]
+NUMPY = BACKENDS["numpy"]
+
+
+def test_every_registered_optimizer_has_db_entries():
+    missing = [n for n in ao.list_optimizers() if n not in OPTIM_DB]
+    assert not missing, f"add configurations to tests/optim_db.py for {missing}"
+
+
+def make_problem(dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    shapes = {"w": (5, 4), "b": (4,), "scalar": (), "empty": (0, 3)}
+    params = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
+    grads = [{k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()} for _ in range(4)]
+    return params, grads
+
+
+def on(backend, tree):
+    """A nested dict of NumPy arrays moved to ``backend`` (non-arrays kept)."""
+    if isinstance(tree, dict):
+        return {k: on(backend, v) for k, v in tree.items()}
+    return backend.make(tree) if isinstance(tree, np.ndarray) else tree
+
+
+def host(backend, tree):
+    if isinstance(tree, dict):
+        return {k: host(backend, v) for k, v in tree.items()}
+    return np.array(backend.to_numpy(tree), copy=True) if is_array_api_obj(tree) else tree
+
+
+def assert_tree_close(actual, expected, rtol, what="tree"):
+    assert actual.keys() == expected.keys(), f"{what}: keys {sorted(actual)} != {sorted(expected)}"
+    for k in expected:
+        a, e = actual[k], expected[k]
+        if isinstance(e, dict):
+            assert_tree_close(a, e, rtol, f"{what}[{k!r}]")
+        elif isinstance(e, np.ndarray):
+            assert a.dtype == e.dtype and a.shape == e.shape, f"{what}[{k!r}]: {a.dtype}{a.shape} != {e.dtype}{e.shape}"
+            np.testing.assert_allclose(a, e, rtol=rtol, atol=rtol * 1e-2, err_msg=f"{what}[{k!r}]")
+        else:
+            assert a == e, f"{what}[{k!r}]: {a!r} != {e!r}"
+
+
+def assert_tree_equal(actual, expected, what="tree"):
+    assert actual.keys() == expected.keys(), f"{what}: keys differ"
+    for k in expected:
+        if isinstance(expected[k], dict):
+            assert_tree_equal(actual[k], expected[k], f"{what}[{k!r}]")
+        elif isinstance(expected[k], np.ndarray):
+            np.testing.assert_array_equal(actual[k], expected[k], err_msg=f"{what}[{k!r}]")
+            assert actual[k].dtype == expected[k].dtype
+        else:
+            assert actual[k] == expected[k]
+
+
+def run(backend, opt, params, grads_seq, state=None, **kw):
+    state = opt.init(params) if state is None else state
+    for g in grads_seq:
+        params, state = backend.run_step(opt, params, g, state, **kw)
+    return params, state
+
+
+@pytest.mark.parametrize("name, inp", CASES)
+def test_step_keeps_dtype_shape_device_and_matches_numpy(name, inp, backend, dtype):
+    opt = ao.create_optimizer(name, **inp.kwargs)
+    p0, gs = make_problem(dtype)
+    params, state = run(backend, opt, on(backend, p0), [on(backend, g) for g in gs])
+    assert params.keys() == p0.keys() and state.keys() == p0.keys()
+    for n, p in params.items():
+        assert p.shape == p0[n].shape and backend.to_numpy(p).dtype == dtype
+        dev = device(p)
+        for slot, v in state[n].items():
+            if is_array_api_obj(v):
+                assert device(v) == dev, f"state[{n!r}][{slot!r}] left the param's device"
+                if slot in opt.info.param_slots:
+                    assert v.shape == p.shape and v.dtype == p.dtype, f"state[{n!r}][{slot!r}]"
+                    assert array_namespace(v) is array_namespace(p)
+    ref_p, ref_s = run(NUMPY, opt, on(NUMPY, p0), [on(NUMPY, g) for g in gs])
+    rtol = 1e-10 if dtype == np.float64 else 2e-5
+    assert_tree_close(host(backend, params), host(NUMPY, ref_p), rtol, "params")
+    assert_tree_close(host(backend, state), host(NUMPY, ref_s), rtol, "state")
+
+
+@pytest.mark.parametrize("name, inp", CASES)
+def test_goes_the_right_way_on_a_quadratic(name, inp):
+    kwargs = dict(inp.kwargs)
+    fields = ao.get_optimizer_info(name).hyperparams.field_names()
+    if "lr" in fields and "lr" not in kwargs and OPTIM_DB[name].descent_lr is not None:
+        kwargs["lr"] = OPTIM_DB[name].descent_lr
+    opt = ao.create_optimizer(name, **kwargs)
+    maximize = opt.hyperparams.as_dict().get("maximize", False)
+    target = np.array([1.0, -2.0, 3.0])
+    params = {"x": np.zeros(3)}
+    state = opt.init(params)
+    loss0 = 0.5 * np.sum((params["x"] - target) ** 2)
+    for _ in range(10):
+        grad = params["x"] - target  # d/dx of 0.5 |x - target|^2
+        params, state = opt.step(params, {"x": grad}, state)
+    loss = 0.5 * np.sum((params["x"] - target) ** 2)
+    assert (loss > loss0) if maximize else (loss < loss0), (loss0, loss)
+
+
+@pytest.mark.parametrize("name, inp", CASES)
+def test_copy_semantics(name, inp, backend):
+    opt = ao.create_optimizer(name, **inp.kwargs)
+    p0, gs = make_problem(np.float32)
+    params, state = run(backend, opt, on(backend, p0), [on(backend, g) for g in gs[:2]])
+    grads = on(backend, gs[2])
+    before = host(backend, {"p": params, "g": grads, "s": state})
+
+    # copy=True: nothing the caller holds changes
+    new_p, new_s = opt.step(params, grads, state, copy=True)
+    assert_tree_equal(host(backend, {"p": params, "g": grads, "s": state}), before, "inputs after copy=True")
+    expected = host(backend, {"p": new_p, "s": new_s})
+
+    # copy=None: same numbers; in place where writeable
+    p_none, s_none = opt.step(params, grads, state, copy=None)
+    assert_tree_close(host(backend, {"p": p_none, "s": s_none}), expected, 1e-6, "copy=None")
+
+    params, state = on(backend, before["p"]), on(backend, before["s"])
+    if not backend.writeable:
+        with pytest.raises(ValueError, match="copy=False but .* is read-only"):
+            opt.step(params, grads, state, copy=False)
+        assert_tree_equal(host(backend, {"p": params, "g": grads, "s": state}), before, "inputs after refused step")
+        return
+    ids = {n: id(p) for n, p in params.items()}
+    slot_ids = {(n, k): id(v) for n, s in state.items() for k, v in s.items() if is_array_api_obj(v)}
+    p_false, s_false = opt.step(params, grads, state, copy=False)
+    assert {n: id(p) for n, p in p_false.items()} == ids, "copy=False must update params in place"
+    for (n, k), i in slot_ids.items():
+        assert id(s_false[n][k]) == i, f"copy=False replaced state[{n!r}][{k!r}]"
+    assert_tree_close(host(backend, {"p": p_false, "s": s_false}), expected, 1e-6, "copy=False")
+    assert_tree_equal(host(backend, grads), before["g"], "grads after copy=False")
+
+
+@pytest.mark.parametrize("name, inp", CASES)
+def test_none_and_missing_grads_leave_param_and_state_untouched(name, inp):
+    opt = ao.create_optimizer(name, **inp.kwargs)
+    p0, gs = make_problem(np.float64)
+    params, state = run(NUMPY, opt, p0, gs[:2])
+    snap = host(NUMPY, {"p": params, "s": state})
+    grads = dict(gs[2], b=None)
+    del grads["scalar"]
+    new_p, new_s = opt.step(params, grads, state, copy=False)
+    for n in ("b", "scalar"):
+        assert new_p[n] is params[n]
+        assert_tree_equal(host(NUMPY, new_s[n]), snap["s"][n], f"state[{n!r}]")
+        np.testing.assert_array_equal(new_p[n], snap["p"][n])
+    assert not np.array_equal(new_p["w"], snap["p"]["w"]) or opt.hyperparams.as_dict().get("lr", 1) == 0
+
+
+@pytest.mark.parametrize("name, inp", CASES)
+def test_non_contiguous_params_match_contiguous(name, inp):
+    opt = ao.create_optimizer(name, **inp.kwargs)
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((6, 8))
+    strided = {"x": base[:, ::2], "t": rng.standard_normal((4, 5)).T, "neg": rng.standard_normal(7)[::-1]}
+    assert not any(v.flags.c_contiguous for v in strided.values())
+    gs = [{k: rng.standard_normal(v.shape) for k, v in strided.items()} for _ in range(3)]
+    contiguous = {k: np.ascontiguousarray(v) for k, v in strided.items()}
+    a, sa = run(NUMPY, opt, contiguous, gs)
+    b, sb = run(NUMPY, opt, {k: v.copy(order="K") if False else v for k, v in strided.items()}, gs, copy=False)
+    assert_tree_close(b, a, 1e-14, "strided params")
+    np.testing.assert_array_equal(base[:, ::2], b["x"])  # updated through the view
+
+
+@pytest.mark.parametrize("name, err", ERROR_CASES)
+def test_bad_hyperparameters_raise(name, err):
+    with pytest.raises(err.error, match=err.match):
+        ao.create_optimizer(name, **err.kwargs)
+
+
+def _bad_grads(backend, grads, params):
+    """(description, grads with one bad entry placed last, expected error)."""
+    last = list(params)[-2]  # 'scalar' is last but one; 'empty' last
+    w = backend.to_numpy(grads["w"])
+    cases = [
+        ("wrong shape", {**grads, "empty": backend.make(np.zeros((3, 0), dtype=w.dtype))}, ValueError, "shape"),
+        ("integer grad", {**grads, "empty": backend.make(np.zeros((0, 3), dtype=np.int64))}, ValueError,
+         "real floating"),
+        ("grad for an unknown name", {**grads, "zzz": grads["w"]}, ValueError, "not params"),
+        ("not an array", {**grads, "empty": [[0.0] * 3] * 0}, TypeError, "must be an array"),
+    ]
+    if backend.module != "numpy":
+        cases.append(("mixed libraries", {**grads, last: np.zeros((), dtype=w.dtype)}, ValueError, "library"))
+    return cases
+
+
+@pytest.mark.parametrize("name, inp", CASES[:: max(1, len(CASES) // 12)])
+def test_failed_step_changes_nothing(name, inp, backend):
+    opt = ao.create_optimizer(name, **inp.kwargs)
+    p0, gs = make_problem(np.float32)
+    params, state = run(backend, opt, on(backend, p0), [on(backend, g) for g in gs[:2]])
+    grads = on(backend, gs[2])
+    before = host(backend, {"p": params, "s": state})
+    for desc, bad, error, match in _bad_grads(backend, grads, params):
+        for copy in ((True, False) if backend.writeable else (True,)):
+            with pytest.raises(error, match=match):
+                opt.step(params, bad, state, copy=copy)
+            assert_tree_equal(host(backend, {"p": params, "s": state}), before, f"after {desc} (copy={copy})")
+    stray_state = {**state, "ghost": {}}
+    with pytest.raises(ValueError, match="state has entries for names that are not params"):
+        opt.step(params, grads, stray_state, copy=backend.writeable and False)
+    for n in ("w",):
+        for slot in opt.info.param_slots:
+            if slot in state[n]:
+                wrong = {**state, n: {**state[n], slot: on(backend, np.zeros((2, 2), np.float32))}}
+                with pytest.raises(ValueError, match="does not belong to these params"):
+                    opt.step(params, grads, wrong)
+    assert_tree_equal(host(backend, {"p": params, "s": state}), before, "after all refused steps")
+
+
+@pytest.mark.parametrize("name", [n for n in ao.list_optimizers() if n in OPTIM_DB])
+def test_selectors_accepted_and_unknown_names_rejected(name):
+    info = ao.get_optimizer_info(name)
+    opt = ao.create_optimizer(name, foreach=True, fused=False, capturable=False, differentiable=False)
+    assert opt.hyperparams == ao.create_optimizer(name).hyperparams
+    assert dataclasses.is_dataclass(opt.hyperparams)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opt.hyperparams.lr = 1.0  # frozen
+    expected = info.effective_defaults()
+    if "max_lr_snapshot" in expected and expected["max_lr_snapshot"] is None:
+        expected["max_lr_snapshot"] = expected["lr"]  # snapshot of the constructor lr, as timm takes it
+    assert ao.create_optimizer(name).hyperparams.as_dict() == expected
+
+
+def test_unknown_optimizer_name_suggests_close_matches():
+    with pytest.raises(ValueError, match=r"Unknown optimizer name 'adamm'.*did you mean 'adam'"):
+        ao.create_optimizer("adamm")
+    with pytest.raises(ValueError, match="Unknown optimizer name 'lookahead_nope'|Unknown optimizer name 'nope'"):
+        ao.create_optimizer("lookahead_nope")
