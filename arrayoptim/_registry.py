@@ -46,6 +46,8 @@ class OptimInfo:
         ``prepare(xp, params, grads, state, hps) -> Mapping``: global quantities (e.g. a global grad norm).
     has_eps, has_momentum, has_betas, num_betas, second_order
         timm's capability flags (``has_momentum`` makes ``momentum`` default to 0.9, as timm's factory does).
+    jit_compatible
+        False where the algorithm needs host-side decisions (LBFGS's line search): its step runs eagerly.
     """
 
     name: str
@@ -62,6 +64,7 @@ class OptimInfo:
     has_betas: bool = False
     num_betas: int = 2
     second_order: bool = False
+    jit_compatible: bool = True
 
     @property
     def anchor(self) -> str:

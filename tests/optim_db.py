@@ -7,7 +7,7 @@ dtype from here; they branch on capability flags, never on names. Adding an opti
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +34,11 @@ class DBEntry:
     errors: tuple[ErrorInput, ...] = ()
     #: lr used for the "goes downhill on a quadratic" check (None: the optimizer's default)
     descent_lr: float | None = 0.05
+    #: extra keyword arguments for ``opt.step`` given the params of that step (LBFGS's closure, Kron's seed,
+    #: Adahessian's Hessian estimate, ...): ``step_kwargs(params, grads) -> dict``
+    step_kwargs: Callable[[Any, Any], dict] | None = None
+    #: steps taken by the multi-step checks (optimizers that do nothing on step 1 need more)
+    steps: int = 4
 
 
 def _common_errors(*, betas: bool = False, eps: bool = False, momentum: bool = False) -> tuple[ErrorInput, ...]:
@@ -99,10 +104,26 @@ _ADAM = DBEntry(
     errors=_common_errors(betas=True, eps=True),
 )
 
-OPTIM_DB: dict[str, DBEntry] = {
+OPTIM_DB: dict[str, DBEntry] = {  # the core's families; other families live in tests/optim_db_<family>.py
     "sgd": _SGD, "momentum": _SGD, "nesterov": _SGD,
     "sgdw": _SGDW, "nesterovw": _SGDW, "sgdc": _SGDW, "csgdw": _SGDW, "csgdc": _SGDW,
     "adam": _ADAM,
     "adamw": dataclasses.replace(_ADAM, inputs=_ADAM.inputs + (
         OptimizerInput({"lr": 0.01, "weight_decay": 0.0}, "no decay"),)),
 }
+
+
+def _load_family_entries() -> None:
+    """Merge ``ENTRIES`` from every ``tests/optim_db_<family>.py`` (one file per optimizer family)."""
+    import importlib
+    import pathlib
+
+    for path in sorted(pathlib.Path(__file__).parent.glob("optim_db_*.py")):
+        entries = importlib.import_module(path.stem).ENTRIES
+        clash = set(entries) & set(OPTIM_DB)
+        if clash:
+            raise ValueError(f"{path.name} redefines configurations for {sorted(clash)}")
+        OPTIM_DB.update(entries)
+
+
+_load_family_entries()
