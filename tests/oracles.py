@@ -4,8 +4,8 @@ Shared by every oracle suite (``test_oracle_*.py``). After each step it compares
 (keys and values), then re-syncs arrayoptim from the oracle (torch's ``TensorTracker`` idea), so a failure names
 the first divergent step and slot instead of an accumulated drift.
 
-The problem always includes a matrix, a vector, a 0-d param and a non-contiguous (transposed) param, and steps
-where some grads are missing.
+The problem always includes a 4-D conv weight, a matrix, a vector, a 0-d param and a non-contiguous (transposed)
+param, and steps where some grads are missing.
 """
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ def make_params(seed: int = 0):
     import torch
 
     rng = np.random.default_rng(seed)
-    base = {"w": rng.standard_normal((5, 7)), "b": rng.standard_normal(3), "scalar": np.array(rng.standard_normal())}
+    base = {"conv": rng.standard_normal((6, 3, 3, 3)), "w": rng.standard_normal((5, 7)), "b": rng.standard_normal(3),
+            "scalar": np.array(rng.standard_normal())}
     t_params = {k: torch.tensor(v, dtype=torch.float64).requires_grad_() for k, v in base.items()}
     nc = torch.tensor(rng.standard_normal((4, 6)), dtype=torch.float64).t().requires_grad_()
     assert not nc.is_contiguous()
