@@ -7,6 +7,8 @@ The core needs only numpy and array-api-compat; ``import arrayoptim`` never impo
 """
 from . import optimizers, schedules
 from ._core import Optimizer, ParamGroup, create_optimizer
+from ._guard import skip_nonfinite
+from .checkpoint import from_state_dict, load_checkpoint, save_checkpoint, to_state_dict
 from ._hyper import Hyperparams
 from ._registry import OptimInfo, get_optimizer_info, list_optimizers
 from .optimizers.lookahead import Lookahead
@@ -15,5 +17,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Hyperparams", "Lookahead", "OptimInfo", "Optimizer", "ParamGroup", "create_optimizer", "get_optimizer_info",
-    "list_optimizers", "optimizers", "schedules",
+    "list_optimizers", "optimizers", "schedules", "skip_nonfinite", "save_checkpoint", "load_checkpoint",
+    "to_state_dict", "from_state_dict",
 ]

@@ -123,8 +123,10 @@ def list_optimizers(filter: str | Iterable[str] = "", exclude_filters: Iterable[
     Examples
     --------
     >>> import arrayoptim as ao
-    >>> ao.list_optimizers('adam*')[:2]
-    ['adam', 'adamw']
+    >>> ao.list_optimizers(['adam', 'sgd'])
+    ['adam', 'sgd']
+    >>> ao.list_optimizers('adamw', with_description=True)
+    [('adamw', 'torch.optim.AdamW, Adam with decoupled weight decay')]
     """
     _ensure_loaded()
     names = sorted(_REGISTRY)
