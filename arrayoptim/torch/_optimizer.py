@@ -1,0 +1,314 @@
+"""``ArrayOptimizer``: any registered arrayoptim optimizer as a drop-in ``torch.optim.Optimizer``.
+
+The adapter only translates: torch param groups -> arrayoptim group records (read from ``param_group`` at every
+step), torch tensors -> array views (:mod:`._bridge`), and the returned arrays -> the same torch storage. The
+math is the functional core's.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+import arrayoptim as ao
+from arrayoptim._hyper import IMPLEMENTATION_SELECTORS
+from arrayoptim._registry import LOOKAHEAD_PREFIX
+
+from ._bridge import Binding, bind, namespace_key, stream_context, to_torch, torch_dtype_of
+
+__all__ = ["ArrayOptimizer"]
+
+_LOOKAHEAD_KEYS = ("lookahead_alpha", "lookahead_k")
+
+
+def _hkey(v: Any) -> Any:
+    """A hashable snapshot of a hyperparameter value (tensors by value: schedulers may ``fill_`` a tensor lr)."""
+    if isinstance(v, torch.Tensor):
+        return ("tensor", v.item()) if v.numel() == 1 else ("tensor", tuple(v.flatten().tolist()))
+    if isinstance(v, (list, tuple)):
+        return tuple(_hkey(x) for x in v)
+    try:
+        hash(v)
+    except TypeError:
+        return repr(v)
+    return v
+
+
+class ArrayOptimizer(torch.optim.Optimizer):
+    """A registered arrayoptim optimizer driving torch tensors in place, through DLPack.
+
+    Parameters
+    ----------
+    params : iterable of Tensor or dict
+        What torch optimizers accept: tensors, or param-group dicts (``{'params': [...], 'lr': ..., ...}``),
+        optionally ``(name, tensor)`` pairs.
+    opt : str, default 'adamw'
+        A registry name (:func:`arrayoptim.list_optimizers`), optionally prefixed ``lookahead_``
+        (``lookahead_alpha`` / ``lookahead_k`` then set the wrapper's ``alpha`` / ``k``).
+    **hparams
+        The anchor's hyperparameters (``lr``, ``betas``, ``weight_decay``, ...). Unknown names raise ``TypeError``;
+        torch's ``foreach``/``fused``/``capturable``/``differentiable`` are accepted and have no effect.
+
+    Notes
+    -----
+    * Every step reads each group's hyperparameters from ``param_group`` (so torch's ``lr_scheduler`` and timm's
+      schedulers drive it by writing ``param_group['lr']``); keys that are not hyperparameters of ``opt``
+      (``lr_scale``, ``initial_lr``, ...) are kept and ignored.
+    * CPU tensors of float16/float32/float64 are updated through zero-copy NumPy views (same ``data_ptr`` across
+      steps, for params and state); CUDA tensors through CuPy views on torch's current stream. bfloat16, neg-bit
+      and read-only cases take a working copy that is written back (see ``arrayoptim.torch._bridge``).
+    * ``state[p]`` holds torch tensors under torch/timm's slot names, so ``state_dict``/``load_state_dict`` are
+      torch's own and interoperate with the torch/timm optimizer of the same algorithm.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from arrayoptim.torch import ArrayOptimizer
+    >>> w = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    >>> opt = ArrayOptimizer([w], opt='adamw', lr=0.1)
+    >>> w.grad = torch.ones(3, dtype=torch.float64)
+    >>> opt.step()
+    >>> w.detach()
+    tensor([0.8990, 0.8990, 0.8990], dtype=torch.float64)
+    """
+
+    def __init__(self, params: Iterable[Any], opt: str = "adamw", **hparams: Any) -> None:
+        if not isinstance(opt, str):
+            raise TypeError(f"opt must be a registry name (str), got opt={opt!r}")
+        key = opt.lower()
+        lookahead = key.startswith(LOOKAHEAD_PREFIX) and key != LOOKAHEAD_PREFIX
+        core = ao.create_optimizer(key, **hparams)  # validates names and values (TypeError / ValueError)
+        record = core.hyperparams
+        defaults = dict(record.as_dict())
+        defaults.update({k: v for k, v in hparams.items() if k in IMPLEMENTATION_SELECTORS})
+        if lookahead:
+            defaults["lookahead_alpha"] = core.lookahead.alpha
+            defaults["lookahead_k"] = core.lookahead.k
+        self._opt_name = key
+        self._info = core.info
+        self._fields = tuple(record.field_names())
+        self._core_cache: tuple | None = None
+        super().__init__(params, defaults)
+
+    # --------------------------------------------------------------------------------------------- torch API
+    @property
+    def opt_name(self) -> str:
+        """The registry name this optimizer runs (with its ``lookahead_`` prefix, if any)."""
+        return self._opt_name
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's ``add_param_group``, then the group's hyperparameters are validated at once."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            self._info.hyperparams(**{k: group[k] for k in self._fields if k in group})
+        except (TypeError, ValueError) as e:
+            self.param_groups.pop()
+            raise type(e)(f"param group {len(self.param_groups)}: {e}") from None
+        for p in group["params"]:
+            if p.is_complex():
+                self.param_groups.pop()
+                raise TypeError(f"param group {len(self.param_groups)}: complex params are not supported "
+                                f"(got a {p.dtype} param of shape {tuple(p.shape)}); use torch.view_as_real")
+        self._core_cache = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.update(_opt_name=self._opt_name, _fields=self._fields)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        base = self._opt_name[len(LOOKAHEAD_PREFIX):] if self._opt_name.startswith(LOOKAHEAD_PREFIX) else self._opt_name
+        self._info = ao.get_optimizer_info(base)
+        self._core_cache = None
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One optimization step on every param with a ``.grad``; returns ``closure()``'s loss if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        with torch.no_grad():
+            self._step()
+        return loss
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's ``load_state_dict``, after checking that the saved state fits these params (``ValueError``
+        otherwise, with nothing changed), then normalising slot types to what the core computes with (e.g. a
+        float32 ``step`` counter of a float64 param becomes float64). Loaded tensors are copied: the optimizer never
+        updates the caller's ``state_dict`` in place."""
+        self._check_layout(state_dict)
+        super().load_state_dict(state_dict)
+        for p, st in list(self.state.items()):
+            self._normalize(p, st)
+        self._core_cache = None
+
+    # --------------------------------------------------------------------------------------------- internals
+    def _core(self) -> Any:
+        fields = self._fields
+        key = tuple((len(g["params"]), tuple(_hkey(g.get(k)) for k in fields)) for g in self.param_groups)
+        key = (key, _hkey(self.defaults.get("lookahead_alpha")), _hkey(self.defaults.get("lookahead_k")))
+        if self._core_cache is not None and self._core_cache[0] == key:
+            return self._core_cache[1]
+        groups, i = [], 0
+        for g in self.param_groups:
+            names = [f"p{i + j}" for j in range(len(g["params"]))]
+            i += len(names)
+            groups.append({"params": names, **{k: g[k] for k in fields if k in g}})
+        top = {k: self.defaults[k] for k in fields if k in self.defaults}
+        top.update({k: self.defaults[k] for k in _LOOKAHEAD_KEYS if k in self.defaults})
+        core = ao.create_optimizer(self._opt_name, groups=groups, **top)
+        self._core_cache = (key, core)
+        return core
+
+    def _extra_step_kwargs(self, core: Any, params: dict, grads: dict) -> dict[str, Any]:
+        """Hook for optimizers whose step needs more than grads (LBFGS's closure, Adahessian's Hessian estimate,
+        Kron's seed): none of them is registered yet, so nothing is passed."""
+        return {}
+
+    def _step(self) -> None:
+        core = self._core()
+        parts: dict[tuple, dict[str, Any]] = {}
+        i = -1
+        for g in self.param_groups:
+            for p in g["params"]:
+                i += 1
+                if p.grad is None:
+                    continue
+                name = f"p{i}"
+                grad = p.grad
+                if grad.is_sparse:
+                    raise RuntimeError(f"{self._opt_name} does not support sparse gradients (param {i}, "
+                                       f"shape {tuple(p.shape)}); see SparseAdam")
+                if torch._debug_has_internal_overlap(p) == 1:
+                    raise RuntimeError(f"param {i} (shape {tuple(p.shape)}, strides {p.stride()}) has internal "
+                                       "overlap (e.g. expand()): it cannot be updated in place")
+                part = parts.setdefault(namespace_key(p), {"params": {}, "grads": {}, "state": {}, "b": {}})
+                pb = bind(p)
+                ga = bind(grad).array  # read only: a view, or a float32 copy of a bfloat16 grad
+                if ga.dtype != pb.array.dtype:  # e.g. a float32 working copy of a bfloat16 param
+                    ga = ga.astype(pb.array.dtype)
+                slots, sb = {}, {}
+                for k, v in self.state[p].items():
+                    if isinstance(v, torch.Tensor):
+                        if v.device != p.device:
+                            raise ValueError(f"state slot {k!r} of param {i} is on {v.device}, the param on "
+                                             f"{p.device}: load the state with load_state_dict after moving")
+                        sb[k] = bind(v)
+                        slots[k] = sb[k].array
+                    else:
+                        slots[k] = v
+                part["params"][name] = pb.array
+                part["grads"][name] = ga
+                if slots:  # an empty dict is a param the optimizer has not seen yet: the core's init applies
+                    part["state"][name] = slots
+                part["b"][name] = (p, pb, sb)
+        for dev, part in parts.items():
+            with stream_context(dev):
+                extra = self._extra_step_kwargs(core, part["params"], part["grads"])
+                new_params, new_state = core.step(part["params"], part["grads"], part["state"], copy=False, **extra)
+            for name, (p, pb, sb) in part["b"].items():
+                pb.write_back(new_params[name])
+                self._store_state(p, pb, sb, new_state[name])
+
+    def _store_state(self, p: torch.Tensor, pb: Binding, sb: dict[str, Binding], new: dict[str, Any]) -> None:
+        st = self.state[p]
+        for k in [k for k in st if k not in new]:
+            del st[k]
+        for k, v in new.items():
+            b = sb.get(k)
+            if not _is_array(v):
+                st[k] = v
+            elif b is not None and tuple(b.tensor.shape) == tuple(v.shape):
+                b.write_back(v)
+            else:
+                st[k] = self._new_state_tensor(p, pb, k, v)
+
+    @staticmethod
+    def _new_state_tensor(p: torch.Tensor, pb: Binding, k: str, v: Any) -> torch.Tensor:
+        """A torch-allocated slot holding ``v`` (param-shaped float slots of a working-copy param take the
+        param's dtype, as torch keeps them)."""
+        dtype = torch_dtype_of(v)
+        if pb.copied and k != "step" and tuple(v.shape) == tuple(p.shape) and dtype.is_floating_point:
+            dtype = p.dtype
+        out = torch.empty(tuple(v.shape), dtype=dtype, device=p.device)
+        out.copy_(to_torch(v, p.device))
+        return out
+
+    # --------------------------------------------------------------------------------------------- state_dict
+    def _reference_slots(self, p: torch.Tensor) -> dict[str, Any]:
+        """The slots ``init`` creates for ``p`` (computed on a zero probe of its shape)."""
+        core = self._core()
+        base = getattr(core, "base", core)
+        np_dtype = {torch.float64: np.float64, torch.float16: np.float16}.get(p.dtype, np.float32)
+        probe = np.zeros(tuple(p.shape), dtype=np_dtype)
+        try:
+            return dict(base.info.init(_np_namespace(), probe, base.hyperparams)) if base.info.init else {}
+        except Exception:  # pragma: no cover - an init that needs more than a probe: no reference
+            return {}
+
+    def _check_layout(self, state_dict: Any) -> None:
+        if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
+            raise ValueError("state_dict must be a dict with 'state' and 'param_groups' (from Optimizer.state_dict()),"
+                             f" got {type(state_dict).__name__} with keys "
+                             f"{sorted(state_dict) if isinstance(state_dict, dict) else None}")
+        saved = state_dict["param_groups"]
+        if len(saved) != len(self.param_groups):
+            raise ValueError(f"loaded state dict has a different number of parameter groups ({len(saved)}, this "
+                             f"optimizer has {len(self.param_groups)})")
+        id_map = {}
+        for gi, (sg, g) in enumerate(zip(saved, self.param_groups)):
+            if len(sg["params"]) != len(g["params"]):
+                raise ValueError(f"loaded state dict contains a parameter group that doesn't match the size of "
+                                 f"optimizer's group (group {gi}: {len(sg['params'])} params saved, "
+                                 f"{len(g['params'])} here)")
+            id_map.update(zip(sg["params"], g["params"]))
+        param_slots = set(self._info.param_slots)
+        for pid, slots in state_dict["state"].items():
+            if pid not in id_map:
+                raise ValueError(f"loaded state dict has state for param id {pid!r}, which no saved group lists")
+            p = id_map[pid]
+            ref = self._reference_slots(p)
+            for k, v in slots.items():
+                if not isinstance(v, torch.Tensor):
+                    continue
+                want = None
+                if k in ref and _is_array(ref[k]):
+                    want = tuple(ref[k].shape)
+                elif k in param_slots:
+                    want = tuple(p.shape)
+                if want is not None and tuple(v.shape) != want:
+                    raise ValueError(f"loaded state dict does not fit this optimizer's params: state[{pid!r}][{k!r}] "
+                                     f"has shape {tuple(v.shape)}, expected {want} for a param of shape "
+                                     f"{tuple(p.shape)} (a state_dict for a different param layout?)")
+
+    def _normalize(self, p: torch.Tensor, st: dict[str, Any]) -> None:
+        ref = self._reference_slots(p)
+        for k, v in list(st.items()):
+            r = ref.get(k)
+            if isinstance(v, torch.Tensor):
+                if r is not None and not _is_array(r) and v.numel() == 1:
+                    v = type(r)(v.item()) if isinstance(r, numbers.Number) else v
+                    st[k] = v
+                    continue
+                if r is not None and _is_array(r):
+                    v = v.to(device=p.device)
+                    if k == "step" or tuple(r.shape) != tuple(p.shape):  # non-param-shaped: the core's dtype
+                        v = v.to(dtype=torch_dtype_of(r))
+                st[k] = v.clone()  # never alias the caller's state_dict
+            elif r is not None and _is_array(r) and isinstance(v, numbers.Number):
+                st[k] = torch.tensor(v, dtype=torch_dtype_of(r), device=p.device)
+
+
+def _is_array(v: Any) -> bool:
+    return hasattr(v, "__dlpack__") or isinstance(v, np.generic)
+
+
+def _np_namespace():
+    from array_api_compat import array_namespace
+
+    return array_namespace(np.zeros(0))
+
