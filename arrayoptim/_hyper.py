@@ -81,6 +81,15 @@ def _coerce(name: str, value: Any, kind: str) -> Any:
     if kind == "float":
         if _is_real_number(value):
             return float(value)
+        shape = getattr(value, "shape", None)
+        if shape is not None and getattr(value, "ndim", 0) >= 1 and not isinstance(value, (str, bytes)):
+            # torch accepts a 1-element tensor lr and raises ValueError("Tensor lr must be 1-element") otherwise
+            if math.prod(shape) != 1:
+                raise ValueError(f"Tensor {name} must be 1-element (hyperparameter {name!r} has shape "
+                                 f"{tuple(shape)})")
+            flat = value.reshape(())
+            if _is_real_number(flat):
+                return float(flat)
         raise TypeError(f"hyperparameter {name!r} must be a real number, got {value!r}")
     if kind == "floats":
         try:
