@@ -1,0 +1,173 @@
+r"""SparseAdam exactly as torch.optim implements it (``sparseadam``), with sparse gradients given as a dense
+gradient plus a boolean mask of the entries present."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping
+
+from array_api_compat import array_namespace, is_array_api_obj
+from array_api_compat import device as _device
+
+from .._core import claim, validate_step
+from .._hyper import Hyperparams, check_betas
+from .._registry import OptimInfo, register
+from .._xp import increment_step, like, new_step, zeros_like
+
+
+class TensorLrMixin:
+    """torch's ``lr`` may be a 1-element tensor (``ValueError`` "Tensor lr must be 1-element" otherwise).
+
+    Mixed into the records of the torch-only classes; the value is stored as a Python float like any ``lr``.
+    """
+
+    def __post_init__(self) -> None:
+        lr = getattr(self, "lr")
+        shape = getattr(lr, "shape", None)
+        if shape is not None and not isinstance(lr, (int, float)) and len(tuple(shape)) > 0:
+            if math.prod(tuple(shape)) != 1:
+                raise ValueError(f"Tensor lr must be 1-element (lr has shape {tuple(shape)})")
+            object.__setattr__(self, "lr", float(lr.reshape(())))
+        super().__post_init__()  # type: ignore[misc]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SparseAdamHyperparams(TensorLrMixin, Hyperparams):
+    r"""torch.optim.SparseAdam: Adam restricted to the entries present in a sparse gradient.
+
+    With :math:`M` the set of entries present in the gradient (``grad_mask``), :math:`\beta_1, \beta_2` =
+    ``betas``, :math:`\epsilon` = ``eps``, :math:`\gamma` = ``lr``, ``t`` the ``step`` slot after its increment and
+    ``g`` negated first if ``maximize``; on :math:`M` only (everything else is left exactly as it was):
+
+    .. math::
+
+        m &\leftarrow m + (1-\beta_1)(g - m) \qquad v \leftarrow v + (1-\beta_2)(g^2 - v) \\
+        p &\leftarrow p - \frac{\gamma\sqrt{1-\beta_2^t}}{1-\beta_1^t}\,\frac{m}{\sqrt{v} + \epsilon}
+
+    State: ``step`` (0-d; counts every step with a grad, even one with no entry present), ``exp_avg`` (m),
+    ``exp_avg_sq`` (v).
+
+    **Sparse gradients.** ``step(params, grads, state, grad_mask=...)`` takes the gradient dense, plus an optional
+    keyword ``grad_mask``: a mapping from param name to a boolean array of the param's shape, True where the sparse
+    gradient has an entry. torch's COO gradient ``torch.sparse_coo_tensor(indices, values, shape)`` corresponds to
+    ``grad = dense(coalesce(g))`` and ``grad_mask[indices] = True``. A name without a mask uses
+    ``grad != 0`` -- torch's documented "intended" semantics (the non-zero values of the gradient).
+
+    Warnings
+    --------
+    * This is the :math:`\hat\epsilon` form: ``eps`` is added to :math:`\sqrt{v}` *before* bias correction and the
+      correction :math:`\sqrt{1-\beta_2^t}` is folded into the step size, unlike torch's Adam (where ``eps`` is added
+      to the corrected root). ``lr`` and ``eps`` must be strictly positive.
+    * torch infers presence from the sparse layout, not from values: an explicitly stored 0 is present (and
+      updates the moments); with the default ``grad_mask`` an exact 0 is treated as absent. Duplicate COO indices
+      are summed first (torch coalesces); pass the summed dense gradient.
+    * torch refuses dense gradients (``RuntimeError``); here every gradient is dense and the mask carries the
+      sparsity.
+    * Unlike Adam the second moment is updated as a lerp (:math:`v + (1-\beta_2)(g^2 - v)`), as torch does.
+
+    References
+    ----------
+    Kingma & Ba, "Adam: A Method for Stochastic Optimization", arXiv:1412.6980 (section 2, the
+    :math:`\hat\epsilon` form).
+
+    Examples
+    --------
+    >>> import numpy as np, arrayoptim as ao
+    >>> opt = ao.create_optimizer('sparseadam', lr=0.1)
+    >>> p = {'emb': np.zeros(4)}
+    >>> s = opt.init(p)
+    >>> p, s = opt.step(p, {'emb': np.array([0.0, 1.0, 0.0, -1.0])}, s,
+    ...                 grad_mask={'emb': np.array([True, True, False, False])})
+    >>> p['emb'].round(6)
+    array([ 0. , -0.1,  0. ,  0. ])
+    """
+
+    anchor = "torch.optim.SparseAdam"
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    maximize: bool = False
+
+    def validate(self) -> None:
+        if not 0.0 < self.lr:
+            raise ValueError(f"Invalid learning rate: {self.lr} (lr={self.lr!r} must be > 0)")
+        if not 0.0 < self.eps:
+            raise ValueError(f"Invalid epsilon value: {self.eps} (eps={self.eps!r} must be > 0)")
+        check_betas(self.betas)
+
+
+def sparseadam_init(xp, p, hp):
+    return {"step": new_step(xp, p), "exp_avg": zeros_like(xp, p), "exp_avg_sq": zeros_like(xp, p)}
+
+
+def sparseadam_kernel(xp, p, g, s, hp, ctx):
+    """Per-array SparseAdam update on the entries where ``ctx['mask']`` is True (default ``g != 0``)."""
+    beta1, beta2 = hp.betas
+    if hp.maximize:
+        g = -g
+    mask = ctx.get("mask")
+    if mask is None:
+        mask = g != 0
+    t = increment_step(s)
+    m, v = s["exp_avg"], s["exp_avg_sq"]
+    zero = xp.zeros((), dtype=p.dtype, device=_device(p))
+    m += xp.where(mask, (g - m) * (1 - beta1), zero)
+    v += xp.where(mask, (g * g - v) * (1 - beta2), zero)
+    s["exp_avg"], s["exp_avg_sq"] = m, v
+    step_size = like(xp, hp.lr * xp.sqrt(1 - beta2 ** t) / (1 - beta1 ** t), p)
+    p += xp.where(mask, -step_size * (m / (xp.sqrt(v) + hp.eps)), zero)
+    return p
+
+
+def sparseadam_step(opt, params, grads, state, *, copy=True, hps, grad_mask: Mapping[str, Any] | None = None):
+    """The per-array driver of :meth:`Optimizer.step`, plus the ``grad_mask`` keyword (validated first)."""
+    xp, active = validate_step(params, grads, state, copy=copy, param_slots=opt.info.param_slots)
+    masks = _check_masks(grad_mask, params, active)
+    new_params = dict(params)
+    new_state = {n: dict(s) for n, s in state.items()}
+    for name in active:
+        p = params[name]
+        s = new_state[name] if name in state else sparseadam_init(xp, p, hps.get(name, hps[None]))
+        s = {k: claim(xp, v, copy) for k, v in s.items()}
+        g = grads[name]
+        if g.dtype != p.dtype:
+            g = xp.astype(g, p.dtype)
+        ctx = {"mask": masks.get(name)}
+        new_params[name] = sparseadam_kernel(xp, claim(xp, p, copy), g, s, hps.get(name, hps[None]), ctx)
+        new_state[name] = s
+    return new_params, new_state
+
+
+def _check_masks(grad_mask, params, active) -> dict[str, Any]:
+    if grad_mask is None:
+        return {}
+    if not isinstance(grad_mask, Mapping):
+        raise TypeError(f"grad_mask must be a mapping from param names to boolean arrays, got "
+                        f"{type(grad_mask).__name__}")
+    stray = [n for n in grad_mask if n not in params]
+    if stray:
+        raise ValueError(f"grad_mask has entries for names that are not params: {stray}")
+    out = {}
+    for n in active:
+        m = grad_mask.get(n)
+        if m is None:
+            continue
+        p = params[n]
+        if not is_array_api_obj(m):
+            raise TypeError(f"grad_mask[{n!r}] must be a boolean array or None, got {type(m).__name__}")
+        try:
+            mxp = array_namespace(p, m)
+        except TypeError:
+            raise ValueError(f"grad_mask[{n!r}] is a {type(m).__name__} but its param a {type(p).__name__}: "
+                             "one array library per step") from None
+        if tuple(m.shape) != tuple(p.shape):
+            raise ValueError(f"grad_mask[{n!r}] has shape {tuple(m.shape)}, its param has shape {tuple(p.shape)}")
+        if not mxp.isdtype(m.dtype, "bool"):
+            raise ValueError(f"grad_mask[{n!r}] must have a bool dtype, got {m.dtype}")
+        out[n] = m
+    return out
+
+
+register(OptimInfo("sparseadam", "torch.optim.SparseAdam, Adam on the entries present in sparse gradients",
+                   SparseAdamHyperparams, kernel=sparseadam_kernel, init=sparseadam_init,
+                   step_fn=sparseadam_step, param_slots=("exp_avg", "exp_avg_sq"), has_betas=True))
