@@ -126,7 +126,18 @@ class ArrayOptimizer(torch.optim.Optimizer):
         self._core_cache = None
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One optimization step on every param with a ``.grad``; returns ``closure()``'s loss if given."""
+        """One optimization step on every param with a ``.grad``; returns ``closure()``'s loss if given.
+
+        Closure-driven optimizers (LBFGS) require ``closure`` and call it themselves, possibly several times, at the
+        points they evaluate (the params are set to each point before the call); the first loss is returned, as
+        torch's LBFGS does.
+        """
+        if self._closure_driven():
+            if closure is None or not callable(closure):
+                raise TypeError(f"{self._opt_name}.step() needs a closure that re-evaluates the model and returns "
+                                f"the loss, got closure={closure!r}")
+            with torch.no_grad():
+                return self._step(closure)
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -159,34 +170,83 @@ class ArrayOptimizer(torch.optim.Optimizer):
             i += len(names)
             groups.append({"params": names, **{k: g[k] for k in fields if k in g}})
         top = {k: self.defaults[k] for k in fields if k in self.defaults}
+        if len(groups) == 1:  # one torch group: its values are the top-level record (LBFGS refuses groups)
+            top.update({k: v for k, v in groups.pop().items() if k != "params"})
         top.update({k: self.defaults[k] for k in _LOOKAHEAD_KEYS if k in self.defaults})
-        core = ao.create_optimizer(self._opt_name, groups=groups, **top)
+        core = ao.create_optimizer(self._opt_name, groups=groups or None, **top)
         self._core_cache = (key, core)
         return core
 
-    def _extra_step_kwargs(self, core: Any, params: dict, grads: dict) -> dict[str, Any]:
-        """Hook for optimizers whose step needs more than grads (LBFGS's closure, Adahessian's Hessian estimate,
-        Kron's seed): none of them is registered yet, so nothing is passed."""
-        return {}
+    def _closure_driven(self) -> bool:
+        return self._step_fn_takes("closure")
 
-    def _step(self) -> None:
+    def _step_fn_takes(self, kw: str) -> bool:
+        fn = self._info.step_fn
+        if fn is None:
+            return False
+        import inspect
+
+        return kw in inspect.signature(fn).parameters
+
+    def _extra_step_kwargs(self, core: Any, part: dict, closure: Callable[[], Any] | None,
+                           losses: list) -> dict[str, Any]:
+        """What a step needs beyond grads: the closure in the core's form ``f(point) -> (loss, grads)`` for
+        closure-driven optimizers (LBFGS). Hook for Adahessian's Hessian estimate and Kron's draws once those are
+        registered."""
+        extra: dict[str, Any] = {}
+        if part["mask"]:
+            extra["grad_mask"] = part["mask"]
+        if closure is not None:
+            tensors = {name: pb for name, (p, pb, sb) in part["b"].items()}
+
+            def core_closure(point):
+                for name, arr in point.items():
+                    tensors[name].write_back(arr)
+                with torch.enable_grad():
+                    loss = closure()
+                losses.append(loss)
+                grads = {}
+                for name, pb in tensors.items():
+                    g = pb.tensor.grad
+                    grads[name] = None if g is None else bind(g.detach().clone()).array
+                return float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss), grads
+
+            extra["closure"] = core_closure
+        return extra
+
+    def _sparse_grads(self) -> bool:
+        """Whether the registered step takes sparse gradients (as a dense grad plus a ``grad_mask``)."""
+        return self._step_fn_takes("grad_mask")
+
+    def _step(self, closure: Callable[[], Any] | None = None) -> Any:
         core = self._core()
         parts: dict[tuple, dict[str, Any]] = {}
         i = -1
         for g in self.param_groups:
             for p in g["params"]:
                 i += 1
-                if p.grad is None:
-                    continue
                 name = f"p{i}"
                 grad = p.grad
-                if grad.is_sparse:
+                if closure is not None:  # closure-driven: every param takes part; grads come from the closure
+                    grad = p.grad if p.grad is not None else torch.zeros_like(p)
+                elif grad is None:
+                    continue
+                mask = None
+                if self._sparse_grads():
+                    if not grad.is_sparse:
+                        raise RuntimeError(f"{self._opt_name} does not support dense gradients (param {i}, shape "
+                                           f"{tuple(p.shape)}), as torch's SparseAdam; consider Adam instead")
+                    grad, mask = _densify(grad)
+                elif grad.is_sparse:
                     raise RuntimeError(f"{self._opt_name} does not support sparse gradients (param {i}, "
                                        f"shape {tuple(p.shape)}); see SparseAdam")
                 if torch._debug_has_internal_overlap(p) == 1:
                     raise RuntimeError(f"param {i} (shape {tuple(p.shape)}, strides {p.stride()}) has internal "
                                        "overlap (e.g. expand()): it cannot be updated in place")
-                part = parts.setdefault(namespace_key(p), {"params": {}, "grads": {}, "state": {}, "b": {}})
+                part = parts.setdefault(namespace_key(p), {"params": {}, "grads": {}, "state": {}, "b": {},
+                                                           "mask": {}})
+                if mask is not None:
+                    part["mask"][name] = bind(mask).array
                 pb = bind(p)
                 ga = bind(grad).array  # read only: a view, or a float32 copy of a bfloat16 grad
                 if ga.dtype != pb.array.dtype:  # e.g. a float32 working copy of a bfloat16 param
@@ -206,13 +266,15 @@ class ArrayOptimizer(torch.optim.Optimizer):
                 if slots:  # an empty dict is a param the optimizer has not seen yet: the core's init applies
                     part["state"][name] = slots
                 part["b"][name] = (p, pb, sb)
+        losses: list = []
         for dev, part in parts.items():
             with stream_context(dev):
-                extra = self._extra_step_kwargs(core, part["params"], part["grads"])
+                extra = self._extra_step_kwargs(core, part, closure, losses)
                 new_params, new_state = core.step(part["params"], part["grads"], part["state"], copy=False, **extra)
             for name, (p, pb, sb) in part["b"].items():
                 pb.write_back(new_params[name])
                 self._store_state(p, pb, sb, new_state[name])
+        return losses[0] if losses else None
 
     def _store_state(self, p: torch.Tensor, pb: Binding, sb: dict[str, Binding], new: dict[str, Any]) -> None:
         st = self.state[p]
@@ -301,6 +363,14 @@ class ArrayOptimizer(torch.optim.Optimizer):
                 st[k] = v.clone()  # never alias the caller's state_dict
             elif r is not None and _is_array(r) and isinstance(v, numbers.Number):
                 st[k] = torch.tensor(v, dtype=torch_dtype_of(r), device=p.device)
+
+
+def _densify(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A sparse COO grad as (dense grad, mask of the entries present), duplicates summed (``coalesce``)."""
+    g = grad.coalesce()
+    mask = torch.zeros(tuple(g.shape), dtype=torch.bool, device=g.device)
+    mask[tuple(g.indices())] = True
+    return g.to_dense(), mask
 
 
 def _is_array(v: Any) -> bool:
