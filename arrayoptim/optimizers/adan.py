@@ -1,0 +1,118 @@
+r"""Adan exactly as timm implements it (``adan``, ``adanw``, ``cadan``, ``cadanw``)."""
+from __future__ import annotations
+
+import dataclasses
+
+from .._hyper import Hyperparams, check_betas, check_eps, check_lr, check_weight_decay
+from .._registry import OptimInfo, register
+from .._xp import assign, caution, increment_step, like, new_step, zeros_like
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AdanHyperparams(Hyperparams):
+    r"""timm.optim.Adan: adaptive Nesterov momentum (the sail-sg reference implementation's conventions).
+
+    With :math:`\beta_1, \beta_2, \beta_3` = ``betas``, :math:`\epsilon` = ``eps``, :math:`\lambda` =
+    ``weight_decay``, :math:`\gamma` = ``lr``, ``t`` the ``step`` slot after its increment, ``m`` = ``exp_avg``,
+    ``d`` = ``exp_avg_diff``, ``n`` = ``exp_avg_sq``, ``q`` = ``neg_pre_grad`` (the previous gradient, negated;
+    set to :math:`-g` at the first step, so :math:`\Delta = 0` there):
+
+    .. math::
+
+        \Delta &\leftarrow g + q \quad (= g_t - g_{t-1}) \\
+        m &\leftarrow m + (1-\beta_1)(g - m) \qquad d \leftarrow \beta_2 d + (1-\beta_2)\Delta \\
+        n &\leftarrow \beta_3 n + (1-\beta_3)\,(g + \beta_2\Delta)^2 \\
+        \delta &\leftarrow \sqrt{n}/\sqrt{1-\beta_3^t} + \epsilon \\
+        u &\leftarrow \mathrm{caution}(m, g) \text{ (caution)} \quad\text{else}\quad u = m \\
+        p &\leftarrow \Big(p - \frac{\gamma}{1-\beta_1^t}\frac{u}{\delta}
+             - \frac{\gamma\beta_2}{1-\beta_2^t}\frac{d}{\delta}\Big) \Big/ (1+\gamma\lambda)
+             \quad\text{(proximal, no\_prox=False)} \\
+        p &\leftarrow p\,(1-\gamma\lambda) - \frac{\gamma}{1-\beta_1^t}\frac{u}{\delta}
+             - \frac{\gamma\beta_2}{1-\beta_2^t}\frac{d}{\delta} \quad\text{(no\_prox=True)} \\
+        q &\leftarrow -g
+
+    State: ``step`` (0-d), ``exp_avg``, ``exp_avg_sq``, ``exp_avg_diff``, ``neg_pre_grad``.
+
+    Warnings
+    --------
+    * **Step counter.** timm keeps one ``step`` per *param group* (``group['step']``), incremented on every
+      ``step()`` call even for params without a grad (and even when the whole group has none). Here ``step`` is
+      per param and counts only the steps where the param had a grad (the functional API has no group-level
+      state). The two agree whenever every param gets a grad at every step; a param that misses grads gets
+      bias corrections from a smaller ``t`` than timm's. Likewise ``neg_pre_grad`` is reset to :math:`-g` at the
+      param's own first step (timm: at the group's first step, or when the param first gets a grad).
+    * The gradient difference enters ``n`` and the update weighted by :math:`\beta_2` (and ``d`` by
+      :math:`1-\beta_2`), as the reference code does; ``optax.adan`` weights the difference by
+      :math:`1-\beta_2` in ``n`` and differs.
+    * ``adan`` decays *proximally* (divides by :math:`1+\gamma\lambda` after the step); ``adanw`` (``no_prox``)
+      multiplies by :math:`1-\gamma\lambda` before it.
+    * timm does not check ``weight_decay``; a negative value is rejected here.
+
+    References
+    ----------
+    Xie et al., "Adan: Adaptive Nesterov Momentum Algorithm for Faster Optimizing Deep Models", arXiv:2208.06677.
+    Liang et al., "Cautious Optimizers", arXiv:2411.16085.
+    """
+
+    anchor = "timm.optim.Adan"
+    lr: float = 1e-3
+    betas: tuple[float, float, float] = (0.98, 0.92, 0.99)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    no_prox: bool = False
+    caution: bool = False
+
+    def validate(self) -> None:
+        check_lr(self.lr)
+        check_eps(self.eps)
+        check_betas(self.betas, n=3)
+        check_weight_decay(self.weight_decay)
+
+
+def adan_init(xp, p, hp):
+    return {"step": new_step(xp, p), "exp_avg": zeros_like(xp, p), "exp_avg_sq": zeros_like(xp, p),
+            "exp_avg_diff": zeros_like(xp, p), "neg_pre_grad": zeros_like(xp, p)}
+
+
+def adan_kernel(xp, p, g, s, hp, ctx):
+    """Per-array Adan update; see :class:`AdanHyperparams` for the math."""
+    beta1, beta2, beta3 = hp.betas
+    t = increment_step(s)
+    q = s["neg_pre_grad"]
+    q = assign(q, xp.where(t == 1, -g, q))  # the first step's difference is 0
+    q += g  # now the gradient difference g_t - g_{t-1}
+    m, d, n = s["exp_avg"], s["exp_avg_diff"], s["exp_avg_sq"]
+    m += (1 - beta1) * (g - m)
+    d *= beta2
+    d += (1 - beta2) * q
+    q *= beta2
+    q += g  # g + beta2 * diff
+    n *= beta3
+    n += (1 - beta3) * (q * q)
+    denom = xp.sqrt(n) / like(xp, xp.sqrt(1 - beta3 ** t), p)
+    denom += hp.eps
+    step_size = like(xp, hp.lr / (1 - beta1 ** t), p)
+    step_size_diff = like(xp, hp.lr * beta2 / (1 - beta2 ** t), p)
+    u = caution(xp, m, g) if hp.caution else m
+    if hp.no_prox:
+        p *= 1 - hp.lr * hp.weight_decay
+    p -= step_size * (u / denom)
+    p -= step_size_diff * (d / denom)
+    if not hp.no_prox:
+        p /= 1 + hp.lr * hp.weight_decay
+    q = assign(q, -g)
+    s["exp_avg"], s["exp_avg_diff"], s["exp_avg_sq"], s["neg_pre_grad"] = m, d, n, q
+    return p
+
+
+register(
+    OptimInfo("adan", "Adaptive Nesterov Momentum Algorithm", AdanHyperparams, kernel=adan_kernel, init=adan_init,
+              param_slots=("exp_avg", "exp_avg_sq", "exp_avg_diff", "neg_pre_grad"), defaults={"no_prox": False},
+              has_betas=True, num_betas=3),
+    variants={
+        "adanw": ("Adaptive Nesterov Momentum with decoupled weight decay", {"no_prox": True}),
+        "cadan": ("Cautious Adaptive Nesterov Momentum Algorithm", {"caution": True, "no_prox": False}),
+        "cadanw": ("Cautious Adaptive Nesterov Momentum with decoupled weight decay",
+                   {"caution": True, "no_prox": True}),
+    },
+)
