@@ -283,15 +283,20 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
 
     p0, fg, desc = _problem(args.problem, args.dim, args.seed)
     traj = []
-    for opt in opts:
+    for n, opt in zip(names, opts):
         params = {k: np.array(v, copy=True) for k, v in p0.items()}
-        state = opt.init(params)
         flat, losses = [], []
-        for t in range(args.steps):
-            loss, g = fg(params, t)
-            params, state = opt.step(params, g, state)
-            flat.append(np.concatenate([np.ravel(v) for v in params.values()]))
-            losses.append(fg(params, t)[0] if args.problem != "noise" else float("nan"))
+        try:
+            state = opt.init(params)
+            for t in range(args.steps):
+                loss, g = fg(params, t)
+                params, state = opt.step(params, g, state)
+                flat.append(np.concatenate([np.ravel(v) for v in params.values()]))
+                losses.append(fg(params, t)[0] if args.problem != "noise" else float("nan"))
+        except Exception as e:  # noqa: BLE001 - an optimizer that fails on the problem is reported, not a crash
+            print(f"arrayoptim compare: {n} failed at step {len(flat) + 1}: {type(e).__name__}: {e}",
+                  file=sys.stderr)
+            return EXIT_FAIL
         traj.append((np.array(flat), losses))
 
     ref_name, (ref, _) = names[0], traj[0]
@@ -362,6 +367,9 @@ def cmd_schedule(args: argparse.Namespace, out: TextIO) -> int:
         print("timm.scheduler:           " + ", ".join(timm_kinds), file=out)
         print("create_scheduler_v2 sched: " + ", ".join(factory_kinds), file=out)
         return EXIT_OK
+    if args.kind not in torch_kinds + timm_kinds + factory_kinds:
+        raise UsageError(f"unknown schedule KIND {args.kind!r}; one of: {', '.join(torch_kinds + timm_kinds)}, or a "
+                         f"create_scheduler_v2 sched ({', '.join(factory_kinds)})")
     kwargs = _key_values(args.args, "schedule arguments")
     steps = args.steps
     try:
