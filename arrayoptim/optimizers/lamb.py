@@ -1,0 +1,183 @@
+r"""LAMB exactly as timm implements it (``lamb``, ``lambc``, ``lambw``, ``lambcw``, ``lambcd``, ``clamb``,
+``clambw``): Adam moments, a global gradient-norm clip across every param of every group, and a layer-wise trust
+ratio.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from .._hyper import (Hyperparams, check_betas, check_eps, check_lr, check_max_lr_snapshot, check_weight_decay,
+                      hyperfield)
+from .._registry import OptimInfo, register
+from .._xp import caution, increment_step, like, new_step, zeros_like
+
+
+def l2_norm(xp, x):
+    """The 2-norm of a whole array as a 0-d array (0 for an empty array), ``sqrt(sum(x * x))``."""
+    return xp.sqrt(xp.sum(x * x))
+
+
+def safe_ratio(xp, num, den):
+    """``num / den`` where both are positive, else 1, without ever dividing by zero (``xp.where`` evaluates both
+    branches, so the denominator is made safe before the division)."""
+    ok = xp.logical_and(num > 0, den > 0)
+    return xp.where(ok, num / xp.where(den > 0, den, 1.0), 1.0)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LambHyperparams(Hyperparams):
+    r"""timm.optim.Lamb (NVIDIA's NVLAMB flavour of LAMB).
+
+    With :math:`\beta_1, \beta_2` = ``betas``, :math:`\beta_3 = 1-\beta_1` if ``grad_averaging`` else 1,
+    :math:`\epsilon` = ``eps``, :math:`\lambda` = ``weight_decay``, :math:`\gamma` = ``lr``, ``t`` the ``step``
+    slot after its increment, and ``clip`` the global factor computed once per step over **all** grads of all
+    groups (``ctx['clip']``):
+
+    .. math::
+
+        \mathrm{clip} &= \max\!\Big(1, \tfrac{\sqrt{\sum_i \lVert g_i\rVert^2}}{\texttt{max\_grad\_norm}}\Big)
+            \qquad g \leftarrow g / \mathrm{clip} \\
+        m &\leftarrow \beta_1 m + \beta_3 g \qquad v \leftarrow \beta_2 v + (1-\beta_2)\,g^2 \\
+        u &\leftarrow \frac{m / bc_1}{\sqrt{v}/\sqrt{bc_2} + \epsilon}, \quad bc_k = 1-\beta_k^t
+            \text{ (1 without bias\_correction)} \\
+        u &\leftarrow \mathrm{caution}(u, g) \ \text{(caution)} \\
+        p &\leftarrow p\,(1 - s\lambda),\ s = \gamma \text{ or } \gamma^2/\gamma_{\max}
+            \ \text{(decoupled\_decay)} \quad\text{else}\quad u \leftarrow u + \lambda p \\
+        r &= \frac{\lVert p\rVert}{\lVert u\rVert} \ (1 \text{ if either norm is } 0),\quad
+            r \leftarrow \min(r, 1) \ \text{(trust\_clip)} \\
+        p &\leftarrow p - \gamma\, r\, u \qquad (r = 1 \text{ unless } \lambda \ne 0 \text{ or always\_adapt})
+
+    State: ``step`` (0-d), ``exp_avg`` (m), ``exp_avg_sq`` (v).
+
+    Warnings
+    --------
+    * timm keeps ``step`` in the **param group** and increments it on every ``step()``, even for a group (or a
+      param) without a grad. arrayoptim keeps a per-param ``step`` slot, incremented when the param has a grad;
+      the two agree whenever every param gets a grad at every step.
+    * ``max_grad_norm`` is read from the optimizer's top-level hyperparameters only (timm reads
+      ``self.defaults``): a group's own ``max_grad_norm`` is ignored, as in timm. ``None`` disables clipping.
+      ``max_grad_norm <= 0`` is rejected (timm divides by it).
+    * The trust ratio is only applied where ``weight_decay != 0`` (or ``always_adapt``): a no-decay group gets
+      plain (clipped) Adam steps. optax.lamb always adapts. The paper's trust-ratio clamp at 10 is absent.
+    * Decoupled decay shrinks ``p`` *before* its norm is taken for the trust ratio. Caution masks the normalized
+      update before weight decay is added, using the clipped grad.
+    * Zero norms give a trust ratio of 1 without evaluating ``0/0`` (no floating-point warnings).
+
+    References
+    ----------
+    You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes", arXiv:1904.00962.
+    Liang et al., "Cautious Optimizers", arXiv:2411.16085.
+    Chou, "Why Gradients Rapidly Increase Near the End of Training" (corrected decay), arXiv:2506.02285.
+
+    Examples
+    --------
+    >>> import numpy as np, arrayoptim as ao
+    >>> opt = ao.create_optimizer('lamb', lr=0.1, weight_decay=0.0)
+    >>> p = {'x': np.array([3.0, 4.0])}
+    >>> p, s = opt.step(p, {'x': np.array([3.0, 4.0])}, opt.init(p))
+    >>> np.round(p['x'], 6), s['x']['step']
+    (array([2.9, 3.9]), array(1.))
+    """
+
+    anchor = "timm.optim.Lamb"
+    lr: float = 1e-3
+    bias_correction: bool = True
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-6
+    weight_decay: float = 0.01
+    grad_averaging: bool = True
+    max_grad_norm: float | None = hyperfield(1.0, "?float")
+    trust_clip: bool = False
+    always_adapt: bool = False
+    caution: bool = False
+    decoupled_decay: bool = False
+    corrected_weight_decay: bool = False
+    max_lr_snapshot: float | None = hyperfield(None, "?float")
+
+    def validate(self) -> None:
+        check_lr(self.lr)
+        check_eps(self.eps)
+        check_weight_decay(self.weight_decay)
+        check_betas(self.betas)
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ValueError(f"Invalid max_grad_norm value: {self.max_grad_norm} "
+                             f"(max_grad_norm={self.max_grad_norm!r} must be > 0, or None to disable clipping)")
+        check_max_lr_snapshot(self.corrected_weight_decay, self.max_lr_snapshot)
+
+
+def lamb_init(xp, p, hp):
+    return {"step": new_step(xp, p), "exp_avg": zeros_like(xp, p), "exp_avg_sq": zeros_like(xp, p)}
+
+
+def lamb_prepare(xp, params, grads, state, hps):
+    """The global clip factor ``max(1, ||all grads|| / max_grad_norm)`` (top-level ``max_grad_norm``, as timm)."""
+    max_norm = hps[None].max_grad_norm
+    if max_norm is None:
+        return {}
+    total = None
+    for name, p in params.items():
+        g = grads.get(name)
+        if g is None:
+            continue
+        if g.dtype != p.dtype:
+            g = xp.astype(g, p.dtype)
+        sq = xp.sum(g * g)
+        total = sq if total is None else total + sq
+    if total is None:
+        return {}
+    return {"clip": xp.clip(xp.sqrt(total) / max_norm, min=1.0)}
+
+
+def lamb_kernel(xp, p, g, s, hp, ctx):
+    """Per-array LAMB update; see :class:`LambHyperparams` for the math."""
+    beta1, beta2 = hp.betas
+    t = increment_step(s)
+    clip = ctx.get("clip")
+    if clip is not None:
+        g = g / like(xp, clip, p)
+    m, v = s["exp_avg"], s["exp_avg_sq"]
+    if hp.grad_averaging:
+        m += (1 - beta1) * (g - m)  # timm's lerp(m, g, 1 - beta1)
+    else:
+        m *= beta1
+        m += g
+    v *= beta2
+    v += (1 - beta2) * (g * g)
+    s["exp_avg"], s["exp_avg_sq"] = m, v
+    if hp.bias_correction:
+        bc1 = like(xp, 1 - beta1 ** t, p)
+        bc2_sqrt = like(xp, xp.sqrt(1 - beta2 ** t), p)
+        update = (m / bc1) / (xp.sqrt(v) / bc2_sqrt + hp.eps)
+    else:
+        update = m / (xp.sqrt(v) + hp.eps)
+    if hp.caution:
+        update = caution(xp, update, g)
+    if hp.weight_decay != 0:
+        if hp.decoupled_decay:
+            scale = hp.lr if not hp.corrected_weight_decay else hp.lr ** 2 / hp.max_lr_snapshot
+            p *= 1.0 - scale * hp.weight_decay
+        else:
+            update = update + hp.weight_decay * p
+    if hp.weight_decay != 0 or hp.always_adapt:
+        ratio = safe_ratio(xp, l2_norm(xp, p), l2_norm(xp, update))
+        if hp.trust_clip:
+            ratio = xp.clip(ratio, max=1.0)
+        update = update * ratio
+    p -= hp.lr * update
+    return p
+
+
+register(
+    OptimInfo("lamb", "Layer-wise Adaptive Moments for batch optimization", LambHyperparams, kernel=lamb_kernel,
+              init=lamb_init, prepare=lamb_prepare, param_slots=("exp_avg", "exp_avg_sq"), has_betas=True),
+    variants={
+        "lambc": ("LAMB with trust ratio clipping for stability", {"trust_clip": True}),
+        "lambw": ("LAMB with decoupled weight decay", {"decoupled_decay": True}),
+        "lambcw": ("LAMB with trust ratio clipping for stability and decoupled decay",
+                   {"trust_clip": True, "decoupled_decay": True}),
+        "lambcd": ("LAMB with corrected decoupled weight decay (lr²/max_lr scaling)",
+                   {"decoupled_decay": True, "corrected_weight_decay": True}),
+        "clamb": ("Cautious LAMB", {"caution": True}),
+        "clambw": ("Cautious LAMB with decoupled weight decay", {"caution": True, "decoupled_decay": True}),
+    },
+)
