@@ -7,6 +7,9 @@
 
 ``import arrayoptim`` never imports this subpackage (nor torch).
 """
+from ._factory import create_optimizer_v2, param_groups_layer_decay, param_groups_weight_decay
 from ._optimizer import ArrayOptimizer
+from ._scheduler import ScheduleDriver, create_scheduler_v2
 
-__all__ = ["ArrayOptimizer"]
+__all__ = ["ArrayOptimizer", "ScheduleDriver", "create_optimizer_v2", "create_scheduler_v2", "param_groups_layer_decay",
+           "param_groups_weight_decay"]

@@ -1,0 +1,196 @@
+"""Swapping timm's factories for arrayoptim.torch's on the same model gives the same float64 trajectory.
+
+For every registered name timm also registers (closure-driven, sparse and second-order names aside), with and
+without layer decay, and timm's schedulers vs ``arrayoptim.torch.create_scheduler_v2`` (lr values, ``lr_scale``).
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import warnings
+
+import pytest
+
+torch = pytest.importorskip("torch")
+timm_optim = pytest.importorskip("timm.optim")
+timm_scheduler = pytest.importorskip("timm.scheduler")
+
+import arrayoptim as ao  # noqa: E402
+import arrayoptim.torch as aot  # noqa: E402
+from test_torch_adapter_support import assert_close, make_net, train_steps  # noqa: E402
+
+pytestmark = pytest.mark.oracle
+RTOL = 1e-9
+#: documented differences of the core (not of the adapter)
+NAME_RTOL = {"torchmuon": 2e-3}
+
+
+def _swappable():
+    timm_names = set(timm_optim.list_optimizers())
+    out = []
+    for name in ao.list_optimizers():
+        info = ao.get_optimizer_info(name)
+        fn = info.step_fn
+        if name not in timm_names or info.second_order:
+            continue
+        if fn is not None and ({"closure", "grad_mask"} & set(inspect.signature(fn).parameters)):
+            continue
+        out.append(name)
+    return out
+
+
+SWAPPABLE = _swappable()
+QUICK = [n for n in ("adamw", "sgd", "lamb", "adan", "lion") if n in SWAPPABLE]
+
+
+def _run(name, layer_decay=None, sched=None, steps=6, **kw):
+    model_t = make_net()
+    model_a = copy.deepcopy(model_t)
+    kwargs = dict(opt=name, lr=0.01, weight_decay=0.05, layer_decay=layer_decay, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ot = timm_optim.create_optimizer_v2(model_t, **kwargs)
+    oa = aot.create_optimizer_v2(model_a, **kwargs)
+    st = sa = None
+    if sched:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            st, nt = timm_scheduler.create_scheduler_v2(ot, **sched)
+        sa, na = aot.create_scheduler_v2(oa, **sched)
+        assert na == nt
+    per_update = bool(sched) and not sched.get("step_on_epochs", True)
+    return (train_steps(model_t, ot, steps, scheduler=st, per_update=per_update),
+            train_steps(model_a, oa, steps, scheduler=sa, per_update=per_update), ot, oa)
+
+
+def _check(name, traj_t, traj_a):
+    for t, (a, b) in enumerate(zip(traj_a, traj_t)):
+        assert_close(a, b, NAME_RTOL.get(name, RTOL), f"{name} step {t + 1}")
+
+
+#: diverge from timm on SmallNet (3 of 165 values, ~1e-4 relative at step 2) although the core's own oracle and
+#: the adapter's random-grad lockstep agree; under investigation
+DIVERGES = {"laprop", "lapropc", "claprop", "novograd", "novogradc", "novogradw"}
+
+
+def _param(name):
+    marks = [] if name in QUICK else [pytest.mark.slow]
+    if name in DIVERGES:
+        marks.append(pytest.mark.xfail(strict=True, reason="diverges from timm on SmallNet at step 2 (investigating)"))
+    return pytest.param(name, marks=marks)
+
+
+@pytest.mark.parametrize("name", [_param(n) for n in SWAPPABLE])
+def test_factory_swap_gives_timms_trajectory(name):
+    traj_t, traj_a, ot, oa = _run(name)
+    _check(name, traj_t, traj_a)
+    assert len(ot.param_groups) == len(oa.param_groups)
+
+
+@pytest.mark.parametrize("name", QUICK)
+def test_factory_swap_with_layer_decay_and_scheduler(name):
+    sched = dict(sched="cosine", num_epochs=3, warmup_epochs=1, warmup_lr=1e-3, step_on_epochs=False,
+                 updates_per_epoch=2)
+    traj_t, traj_a, ot, oa = _run(name, layer_decay=0.7, sched=sched)
+    _check(name, traj_t, traj_a)
+    assert [g["lr"] for g in oa.param_groups] == [g["lr"] for g in ot.param_groups]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(set(SWAPPABLE) - set(QUICK) - DIVERGES))
+def test_factory_swap_with_layer_decay_every_name(name):
+    sched = dict(sched="cosine", num_epochs=3, warmup_epochs=1, warmup_lr=1e-3)
+    traj_t, traj_a, _, _ = _run(name, layer_decay=0.7, sched=sched)
+    _check(name, traj_t, traj_a)
+
+
+@pytest.mark.parametrize("opt", ["lookahead_adamw", "lookahead_sgd"])
+def test_lookahead_prefix_swap(opt):
+    traj_t, traj_a, _, _ = _run(opt, steps=8)
+    _check(opt, traj_t, traj_a)
+
+
+def test_params_and_groups_pass_through_with_momentum_injection():
+    model = make_net()
+    params = [p for p in model.parameters() if p.requires_grad]
+    o = aot.create_optimizer_v2(params, opt="sgdw", lr=0.1, weight_decay=0.01)
+    t = timm_optim.create_optimizer_v2(params, opt="sgdw", lr=0.1, weight_decay=0.01)
+    for k in ("lr", "momentum", "weight_decay", "nesterov"):
+        assert o.param_groups[0][k] == t.param_groups[0][k], k
+    with pytest.raises(TypeError, match="eps"):
+        aot.create_optimizer_v2(params, opt="sgd", eps=1e-3)  # timm drops it silently; we refuse
+
+
+def test_param_group_fn_keeps_weight_decay_as_default():
+    model = make_net()
+
+    def fn(m):
+        return [{"params": [p for p in m.parameters() if p.requires_grad]}]
+
+    o = aot.create_optimizer_v2(model, opt="adamw", weight_decay=0.3, param_group_fn=fn)
+    t = timm_optim.create_optimizer_v2(model, opt="adamw", weight_decay=0.3, param_group_fn=fn)
+    assert o.param_groups[0]["weight_decay"] == t.param_groups[0]["weight_decay"] == 0.3
+
+
+SCHEDS = [
+    dict(sched="cosine", num_epochs=12, warmup_epochs=3, warmup_lr=1e-4, cooldown_epochs=2),
+    dict(sched="cosine", num_epochs=6, warmup_epochs=2, warmup_prefix=True, cycle_limit=2, noise=0.3),
+    dict(sched="tanh", num_epochs=10),
+    dict(sched="step", decay_epochs=3, decay_rate=0.5, warmup_epochs=2),
+    dict(sched="multistep", decay_milestones=(3, 6), warmup_epochs=1),
+    dict(sched="poly", num_epochs=8, warmup_epochs=2),
+    dict(sched="wsd", num_epochs=12, warmup_epochs=2),
+    dict(sched="constant", warmup_epochs=2),
+    dict(sched="cosine", num_epochs=3, warmup_epochs=1, step_on_epochs=False, updates_per_epoch=4),
+    dict(sched="plateau", patience_epochs=1, warmup_epochs=2, plateau_mode="min"),
+    dict(sched="none"),
+]
+
+
+@pytest.mark.parametrize("kw", SCHEDS, ids=[f"{k['sched']}-{i}" for i, k in enumerate(SCHEDS)])
+def test_scheduler_writes_timms_lrs(kw):
+    model = make_net()
+    ot = timm_optim.create_optimizer_v2(model, opt="adamw", lr=0.1, weight_decay=0.05, layer_decay=0.6)
+    oa = aot.create_optimizer_v2(copy.deepcopy(model), opt="adamw", lr=0.1, weight_decay=0.05, layer_decay=0.6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        st, nt = timm_scheduler.create_scheduler_v2(ot, **kw)
+    sa, na = aot.create_scheduler_v2(oa, **kw)
+    assert na == nt
+    if st is None:
+        assert sa is None
+        return
+
+    def lrs(o):
+        return [g["lr"] for g in o.param_groups]
+
+    assert lrs(oa) == lrs(ot), "constructor"
+    metrics = [1.0, 0.9, 0.95, 0.97, 0.99, 0.5, 0.6, 0.7]
+    for t in range(1, 15):
+        m = metrics[t % len(metrics)]
+        st.step_update(t, m)
+        sa.step_update(t, m)
+        st.step(t, m)
+        sa.step(t, m)
+        assert lrs(oa) == pytest.approx(lrs(ot), rel=1e-15, abs=0), f"t={t}"
+        if t == 7:  # resume from the state dict midway
+            sd = sa.state_dict()
+            sa = aot.create_scheduler_v2(oa, **kw)[0]
+            sa.load_state_dict(sd)
+
+
+def test_scheduler_loads_timms_state_dict():
+    model = make_net()
+    ot = timm_optim.create_optimizer_v2(model, opt="adamw", lr=0.1)
+    oa = aot.create_optimizer_v2(copy.deepcopy(model), opt="adamw", lr=0.1)
+    st, _ = timm_scheduler.create_scheduler_v2(ot, sched="cosine", num_epochs=10)
+    sa, _ = aot.create_scheduler_v2(oa, sched="cosine", num_epochs=10)
+    sd = st.state_dict()
+    for g in oa.param_groups:
+        g["initial_lr"] = 0.5
+    sa.load_state_dict(sd)
+    st.step(4)
+    sa.step(4)
+    assert [g["lr"] for g in oa.param_groups] == [g["lr"] for g in ot.param_groups]
+    with pytest.raises(ValueError, match="base_values"):
+        sa.load_state_dict({"metric": None})
