@@ -1,0 +1,51 @@
+"""Configurations and expected errors for timm's matrix and second-order optimizers: Muon, Adahessian, Kron."""
+from __future__ import annotations
+
+import numpy as np
+
+from optim_db import DBEntry, ErrorInput, OptimizerInput, _common_errors
+
+# ----------------------------------------------------------------------------------------------------- Muon
+_MUON_INPUTS = (
+    OptimizerInput({}, "registry defaults (bfloat16 NS emulation)"),
+    OptimizerInput({"lr": 0.02, "ns_dtype": None, "weight_decay": 0.01}, "param-dtype NS, weight decay"),
+    OptimizerInput({"lr": 0.02, "nesterov": True, "ns_coefficients": "original", "adjust_lr_fn": None},
+                   "nesterov original coefficients, no lr adjustment"),
+    OptimizerInput({"lr": 0.02, "ns_coefficients": "polar_express", "safety_factor": 1.01, "scale_eps": True},
+                   "polar express, safety factor, scaled eps"),
+    OptimizerInput({"lr": 0.02, "ns_coefficients": [[3.4445, -4.775, 2.0315]], "ns_steps": 3,
+                    "conv_mode": "batched", "ns_dtype": "float64"}, "explicit coefficients, batched, float64 NS"),
+    OptimizerInput({"lr": 0.02, "fallback_lr_scale": 0.5, "betas": (0.8, 0.9), "eps": 1e-6}, "fallback knobs"),
+    OptimizerInput({"lr": 0.02, "use_fallback": True}, "everything on the fallback"),
+    OptimizerInput({"lr": 0.02, "adjust_lr_fn": "rms_to_rms", "foreach": True, "capturable": False},
+                   "rms_to_rms, selectors ignored"),
+)
+_MUON_ERRORS = _common_errors(betas=True, eps=True) + (
+    ErrorInput({"momentum": 1.0}, ValueError, r"Invalid momentum: 1.0.*momentum", "momentum=1"),
+    ErrorInput({"momentum": -0.1}, ValueError, r"Invalid momentum: -0.1", "negative momentum"),
+    ErrorInput({"conv_mode": "spatial"}, ValueError, r"Invalid conv_mode: spatial", "conv_mode"),
+    ErrorInput({"algo": "adam"}, ValueError, r"Invalid algo: adam. Must be 'muon' or 'adamuon'", "algo"),
+    ErrorInput({"ns_coefficients": "cubic"}, ValueError, r"Unknown coefficients preset 'cubic'", "preset"),
+    ErrorInput({"ns_coefficients": [(1.0, 2.0)]}, ValueError, r"Coefficient must be length-3", "triple"),
+    ErrorInput({"ns_steps": 0}, ValueError, r"Invalid ns_steps: 0", "ns_steps"),
+    ErrorInput({"ns_dtype": "float16"}, ValueError, r"Invalid ns_dtype: float16", "ns_dtype"),
+    ErrorInput({"adjust_lr_fn": "nope"}, ValueError, r'Invalid scaling function "nope"', "adjust_lr_fn"),
+)
+_MUON = DBEntry(inputs=_MUON_INPUTS, errors=_MUON_ERRORS + (
+    ErrorInput({"adjust_lr_fn": "rsqrt_in"}, ValueError, r'Invalid scaling function "rsqrt_in" for Muon',
+               "AdaMuon-only lr fn"),))
+_ADAMUON_INPUTS = tuple(
+    OptimizerInput({**i.kwargs, "adjust_lr_fn": "rsqrt_in"} if i.kwargs.get("adjust_lr_fn") == "rms_to_rms"
+                   else i.kwargs, i.desc.replace("rms_to_rms", "rsqrt_in"))
+    for i in _MUON_INPUTS) + (OptimizerInput({"lr": 0.02, "adjust_lr_fn": "rms_to_rms", "ns_dtype": None},
+                                             "rms_to_rms (bias-corrected second moment)"),)
+_ADAMUON = DBEntry(inputs=tuple(
+    OptimizerInput({**i.kwargs, "adjust_lr_fn": "match_rms_adamw"}, i.desc) if "original" in i.desc else i
+    for i in _ADAMUON_INPUTS), errors=_MUON_ERRORS + (
+    ErrorInput({"adjust_lr_fn": "original"}, ValueError, r'Invalid scaling function "original" for AdaMuon',
+               "Muon-only lr fn"),))
+
+ENTRIES: dict[str, DBEntry] = {
+    "muon": _MUON, "nmuon": _MUON,
+    "adamuon": _ADAMUON, "nadamuon": _ADAMUON,
+}
