@@ -12,7 +12,7 @@ _ADABELIEF = DBEntry(
         OptimizerInput({"lr": 0.01, "weight_decay": 0.1, "amsgrad": True}, "amsgrad wd"),
         OptimizerInput({"lr": 0.01, "weight_decay": 0.1, "decoupled_decay": False}, "L2 decay"),
         OptimizerInput({"lr": 0.01, "weight_decay": 0.1, "fixed_decay": True}, "fixed decay"),
-        OptimizerInput({"lr": 0.01, "rectify": True, "degenerated_to_sgd": False}, "rectify no sgd"),
+        OptimizerInput({"lr": 0.01, "rectify": True, "betas": (0.9, 0.9)}, "rectify short beta2"),
         OptimizerInput({"lr": 0.01, "rectify": True, "amsgrad": True, "eps": 1e-8}, "rectify amsgrad eps"),
         OptimizerInput({"lr": 0.01, "foreach": True}, "selectors ignored"),
     ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from oracles import assert_close, check_parity, grad_schedule, make_params, torch_default_dtype
+from oracles import TimmStateView, assert_close, check_parity, grad_schedule, make_params, torch_default_dtype
 
 timm_optim = pytest.importorskip("timm.optim")
 torch = pytest.importorskip("torch")
@@ -51,30 +51,10 @@ NAMES = {
 GROUP_STEP = {"adan", "adanw", "cadan", "cadanw"}
 
 
-class _GroupStepView:
-    """timm's Adan counts ``step`` per param group; expose it as the per-param ``step`` slot arrayoptim keeps
-    (a documented difference: the two agree when every param has a grad at every step)."""
-
-    def __init__(self, opt):
-        self.opt = opt
-
-    def step(self):
-        self.opt.step()
-
-    @property
-    def state(self):
-        out = {}
-        for group in self.opt.param_groups:
-            for p in group["params"]:
-                st = self.opt.state.get(p, {})
-                out[p] = {**st, "step": group["step"]} if st else {}
-        return out
-
-
 def _oracle(name, kwargs):
     def make(groups):
         o = timm_optim.create_optimizer_v2(groups, opt=name, **kwargs)
-        return _GroupStepView(o) if name in GROUP_STEP else o
+        return TimmStateView(o)  # Adan's group['step'] shown as each param's 'step' slot
     return make
 
 
