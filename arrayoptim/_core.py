@@ -16,6 +16,7 @@ from typing import Any, Iterable, Mapping
 from array_api_compat import array_namespace, is_array_api_obj, is_jax_array, is_writeable_array
 from array_api_compat import device as _device
 
+from . import _accel
 from ._hyper import IMPLEMENTATION_SELECTORS, Hyperparams
 from ._registry import LOOKAHEAD_PREFIX, OptimInfo, get_optimizer_info
 
@@ -175,6 +176,7 @@ class Optimizer:
             raise TypeError(f"{self.info.name}.step() got unexpected keyword arguments: {sorted(extra)}")
         xp, active = validate_step(params, grads, state, copy=copy, param_slots=self.info.param_slots)
         ctx = self.info.prepare(xp, params, grads, state, hps) if self.info.prepare else {}
+        kernel = _accel.select(self.info.kernel, xp)  # the one accelerator seam: info.kernel unless one is enabled
         new_params = dict(params)
         new_state = {n: dict(s) for n, s in state.items()}
         for name in active:
@@ -185,7 +187,7 @@ class Optimizer:
             g = grads[name]
             if g.dtype != p.dtype:
                 g = xp.astype(g, p.dtype)
-            new_params[name] = self.info.kernel(xp, claim(xp, p, copy), g, s, hp, ctx)
+            new_params[name] = kernel(xp, claim(xp, p, copy), g, s, hp, ctx)
             new_state[name] = s
         return new_params, new_state
 

@@ -89,7 +89,14 @@ def adam_init(xp, p, hp):
 
 
 def adam_kernel(xp, p, g, s, hp, ctx):
-    """Per-array Adam/AdamW update; see :class:`AdamHyperparams` for the math."""
+    """Per-array Adam/AdamW update; see :class:`AdamHyperparams` for the math.
+
+    In place (``copy=False``) it makes the fewest passes the array API allows: augmented operators on the claimed
+    ``p``, ``m``, ``v`` and one param-sized scratch ``d`` (at most two are alive at once, while ``d`` is rebound).
+    The step is computed as :math:`p \\mathrel{-}= \\frac{m}{\\sqrt{v} + \\epsilon c_2}\\,\\frac{\\gamma c_2}{c_1}`
+    with :math:`c_1 = 1-\\beta_1^t`, :math:`c_2 = \\sqrt{1-\\beta_2^t}`: torch's update with the bias corrections
+    folded into two scalars (same value up to rounding).
+    """
     beta1, beta2 = hp.betas
     if hp.maximize:
         g = -g
@@ -100,9 +107,13 @@ def adam_kernel(xp, p, g, s, hp, ctx):
         else:
             g = g + hp.weight_decay * p
     m, v = s["exp_avg"], s["exp_avg_sq"]
-    m += (1 - beta1) * (g - m)  # torch's lerp(m, g, 1 - beta1)
+    d = g - m  # m += (1 - beta1) * (g - m): torch's lerp(m, g, 1 - beta1)
+    d *= 1 - beta1
+    m += d
+    d = g * g  # v = beta2 * v + (1 - beta2) * g^2
+    d *= 1 - beta2
     v *= beta2
-    v += (1 - beta2) * (g * g)
+    v += d
     s["exp_avg"], s["exp_avg_sq"] = m, v
     step_size = like(xp, hp.lr / (1 - beta1 ** t), p)
     bc2_sqrt = like(xp, xp.sqrt(1 - beta2 ** t), p)
@@ -113,9 +124,11 @@ def adam_kernel(xp, p, g, s, hp, ctx):
         vmax = assign(vmax, xp.maximum(vmax, v))
         s["max_exp_avg_sq"] = vmax
         v = vmax
-    denom = xp.sqrt(v) / bc2_sqrt
-    denom += hp.eps
-    p -= step_size * (m / denom)
+    d = xp.sqrt(v)
+    d += hp.eps * bc2_sqrt
+    d = m / d
+    d *= step_size * bc2_sqrt
+    p -= d
     return p
 
 

@@ -71,18 +71,27 @@ def lion_init(xp, p, hp):
 
 
 def lion_kernel(xp, p, g, s, hp, ctx):
-    """Per-array Lion update; see :class:`LionHyperparams` for the math."""
+    """Per-array Lion update; see :class:`LionHyperparams` for the math.
+
+    In place: augmented operators on the claimed ``p`` and ``exp_avg``, at most two param-sized temporaries.
+    """
     beta1, beta2 = hp.betas
     if hp.maximize:
         g = -g
     scale = hp.lr if not hp.corrected_weight_decay else hp.lr ** 2 / hp.max_lr_snapshot
     p *= 1.0 - scale * hp.weight_decay
     m = s["exp_avg"]
-    u = xp.sign(m + (1 - beta1) * (g - m))
+    u = g - m  # sign(m + (1 - beta1) * (g - m))
+    u *= 1 - beta1
+    u += m
+    u = xp.sign(u)
     if hp.caution:
         u = caution(xp, u, g)
-    p -= hp.lr * u
-    m += (1 - beta2) * (g - m)
+    u *= hp.lr
+    p -= u
+    u = g - m  # m += (1 - beta2) * (g - m)
+    u *= 1 - beta2
+    m += u
     s["exp_avg"] = m
     return p
 

@@ -98,7 +98,11 @@ class SGDWHyperparams(SGDHyperparams):
 
 
 def sgd_kernel(xp, p, g, s, hp, ctx):
-    """Per-array SGD (torch) / SGDW (timm) update; see the records' docstrings for the math."""
+    """Per-array SGD (torch) / SGDW (timm) update; see the records' docstrings for the math.
+
+    In place it uses augmented operators on the claimed ``p`` and ``momentum_buffer`` and at most two param-sized
+    temporaries (the L2-decayed grad and the Nesterov direction).
+    """
     if hp.maximize:
         g = -g
     decoupled = isinstance(hp, SGDWHyperparams)
@@ -113,11 +117,22 @@ def sgd_kernel(xp, p, g, s, hp, ctx):
             buf = xp.asarray(g, copy=True)
         else:
             buf *= hp.momentum
-            buf += (1 - hp.dampening) * g
+            if hp.dampening != 0:
+                buf += (1 - hp.dampening) * g
+            else:
+                buf += g  # torch's add(g, alpha=1): exactly g
         s["momentum_buffer"] = buf
-        d = g + hp.momentum * buf if hp.nesterov else buf
+        if hp.nesterov:
+            d = buf * hp.momentum  # g + momentum * buf
+            d += g
+        else:
+            d = buf
         if decoupled and hp.caution:
             d = caution(xp, d, g)
+        if d is not buf:
+            d *= hp.lr
+            p -= d
+            return p
         g = d
     p -= hp.lr * g
     return p
@@ -125,7 +140,8 @@ def sgd_kernel(xp, p, g, s, hp, ctx):
 
 register(
     OptimInfo("sgd", "torch.Optim Stochastic Gradient Descent (SGD) with Nesterov momentum", SGDHyperparams,
-              kernel=sgd_kernel, defaults={"nesterov": True}, has_eps=False, has_momentum=True),
+              kernel=sgd_kernel, defaults={"nesterov": True}, has_eps=False, has_momentum=True,
+              param_slots=("momentum_buffer",)),
     variants={"momentum": ("torch.Optim Stochastic Gradient Descent (SGD) with classical momentum",
                            {"nesterov": False})},
     aliases=["nesterov"],
@@ -133,7 +149,8 @@ register(
 
 register(
     OptimInfo("sgdw", "SGD with decoupled weight decay and Nesterov momentum", SGDWHyperparams,
-              kernel=sgd_kernel, defaults={"nesterov": True}, has_eps=False, has_momentum=True),
+              kernel=sgd_kernel, defaults={"nesterov": True}, has_eps=False, has_momentum=True,
+              param_slots=("momentum_buffer",)),
     variants={
         "sgdc": ("SGD with corrected decoupled weight decay (lr²/max_lr scaling)",
                  {"corrected_weight_decay": True}),
