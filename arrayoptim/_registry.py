@@ -48,6 +48,10 @@ class OptimInfo:
         timm's capability flags (``has_momentum`` makes ``momentum`` default to 0.9, as timm's factory does).
     jit_compatible
         False where the algorithm needs host-side decisions (LBFGS's line search): its step runs eagerly.
+    elementwise
+        True where the update of every element depends only on that element of the param, grad and slots (and on
+        scalars): the kernel may run over many params packed into one buffer (:func:`arrayoptim.flat`). Options
+        that take per-tensor quantities (``caution``) are refused by flat mode at construction.
     """
 
     name: str
@@ -65,6 +69,7 @@ class OptimInfo:
     num_betas: int = 2
     second_order: bool = False
     jit_compatible: bool = True
+    elementwise: bool = False
 
     @property
     def anchor(self) -> str:
