@@ -10,6 +10,7 @@ from .._hyper import (Hyperparams, check_betas, check_eps, check_lr, check_max_l
                       hyperfield)
 from .._registry import OptimInfo, register
 from .._xp import caution, increment_step, like, new_step, zeros_like
+from .adafactor import lerp_
 
 
 def l2_norm(xp, x):
@@ -137,7 +138,7 @@ def lamb_kernel(xp, p, g, s, hp, ctx):
         g = g / like(xp, clip, p)
     m, v = s["exp_avg"], s["exp_avg_sq"]
     if hp.grad_averaging:
-        m += (1 - beta1) * (g - m)  # timm's lerp(m, g, 1 - beta1)
+        m = lerp_(xp, m, g, 1 - beta1)  # timm's lerp(m, g, 1 - beta1)
     else:
         m *= beta1
         m += g
