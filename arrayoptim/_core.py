@@ -34,7 +34,8 @@ def create_optimizer(name: str, *, groups: Iterable[Mapping[str, Any]] | None = 
     groups
         Per-group hyperparameters, torch's param groups addressed by param name: a list of dicts, each with
         ``'params'`` (a list of param names) and the hyperparameters that differ for those params. Params in no
-        group use the top-level values.
+        group use the top-level values. A group may carry timm's ``'lr_scale'`` (layer decay): as in timm it only
+        acts through a scheduled lr, i.e. ``step(..., hyperparams={'lr': x})`` gives that group ``x * lr_scale``.
     **hparams
         The anchor constructor's keywords (``lr``, ``betas``, ``weight_decay``, ...). Unknown names raise
         ``TypeError``; torch's ``foreach``/``fused``/``capturable``/``differentiable`` are accepted and ignored.
@@ -76,10 +77,15 @@ def _make_record(info: OptimInfo, base: Mapping[str, Any], overrides: Mapping[st
 
 @dataclasses.dataclass(frozen=True)
 class ParamGroup:
-    """Params (by name) that share a hyperparameter record other than the optimizer's top-level one."""
+    """Params (by name) that share a hyperparameter record other than the optimizer's top-level one.
+
+    ``lr_scale`` is timm's layer-decay factor: like timm, it has no effect by itself; a per-step ``lr`` override
+    (what a timm scheduler writes) is multiplied by it for this group.
+    """
 
     names: tuple[str, ...]
     hyperparams: Hyperparams
+    lr_scale: float = 1.0
 
 
 class Optimizer:
@@ -111,13 +117,18 @@ class Optimizer:
                 if n in seen:
                     raise ValueError(f"param {n!r} appears in more than one group (groups[{seen[n]}] and groups[{i}])")
                 seen[n] = i
-            over = {k: v for k, v in g.items() if k != "params"}
+            over = {k: v for k, v in g.items() if k not in ("params", "lr_scale")}
+            lr_scale = g.get("lr_scale", 1.0)
+            if isinstance(lr_scale, bool) or not isinstance(lr_scale, (int, float)) or not lr_scale >= 0:
+                raise ValueError(f"groups[{i}]['lr_scale'] must be a number >= 0, got {lr_scale!r}")
             base = hyperparams.as_dict()
             if "lr" in over and "max_lr_snapshot" in base and "max_lr_snapshot" not in over:
                 over["max_lr_snapshot"] = base["max_lr_snapshot"]  # timm: groups keep the constructor's snapshot
-            built.append(ParamGroup(tuple(names), _make_record(info, base, over, where=f"groups[{i}]")))
+            built.append(ParamGroup(tuple(names), _make_record(info, base, over, where=f"groups[{i}]"),
+                                    float(lr_scale)))
         self.groups = tuple(built)
         self._group_of = {n: grp.hyperparams for grp in self.groups for n in grp.names}
+        self._lr_scale = {id(grp.hyperparams): grp.lr_scale for grp in self.groups}
 
     @property
     def name(self) -> str:
@@ -204,7 +215,11 @@ class Optimizer:
         cache: dict[int, Hyperparams] = {}
         for k, rec in recs.items():
             if id(rec) not in cache:
-                cache[id(rec)] = dataclasses.replace(rec, **overrides)
+                over = dict(overrides)
+                scale = self._lr_scale.get(id(rec), 1.0)
+                if "lr" in over and scale != 1.0:
+                    over["lr"] = over["lr"] * scale  # timm's schedulers: group lr = scheduled lr * lr_scale
+                cache[id(rec)] = dataclasses.replace(rec, **over)
             recs[k] = cache[id(rec)]
         return recs
 

@@ -39,6 +39,23 @@ class DBEntry:
     step_kwargs: Callable[[Any, Any], dict] | None = None
     #: steps taken by the multi-step checks (optimizers that do nothing on step 1 need more)
     steps: int = 4
+    #: the generic problem's param shapes, for optimizers that accept only some (torch's Muon: 2-D only).
+    #: Same keys as DEFAULT_SHAPES: ``w`` (updated), ``b`` and ``scalar`` (left without grads in some checks),
+    #: ``empty`` (a size-0 param, replaced by bad grads in the atomicity check).
+    shapes: dict[str, tuple[int, ...]] | None = None
+    #: lr=0 leaves params unchanged (False where the math moves anyway: MADGRAD adds eps to lr)
+    lr_zero_is_noop: bool = True
+    #: the step takes its gradients from a closure (``step_kwargs``), not from ``grads`` (LBFGS)
+    grads_from_closure: bool = False
+
+
+DEFAULT_SHAPES: dict[str, tuple[int, ...]] = {"w": (5, 4), "b": (4,), "scalar": (), "empty": (0, 3)}
+
+
+def problem_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    """The param shapes the generic suites use for ``name`` (``lookahead_`` names use their base's)."""
+    entry = OPTIM_DB[name.removeprefix("lookahead_")]
+    return dict(entry.shapes or DEFAULT_SHAPES)
 
 
 def _common_errors(*, betas: bool = False, eps: bool = False, momentum: bool = False) -> tuple[ErrorInput, ...]:

@@ -39,6 +39,7 @@ _MADGRAD = DBEntry(
         ErrorInput({"momentum": 1.0}, ValueError, r"Momentum 1.0 must be in the range.*momentum=1.0", "momentum=1"),
         ErrorInput({"momentum": -0.1}, ValueError, r"Momentum -0.1 must be in the range", "negative momentum"),
     ),
+    lr_zero_is_noop=False,  # MADGRAD's step size is lr + eps: lr=0 still moves the params
 )
 
 _MARS = DBEntry(

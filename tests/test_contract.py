@@ -12,7 +12,7 @@ from array_api_compat import array_namespace, device, is_array_api_obj
 
 import arrayoptim as ao
 from backends import BACKENDS
-from optim_db import OPTIM_DB
+from optim_db import DEFAULT_SHAPES, OPTIM_DB, problem_shapes
 
 CASES = [pytest.param(name, inp, id=f"{name}-{inp.desc.replace(' ', '_')}")
          for name in ao.list_optimizers() if name in OPTIM_DB for inp in OPTIM_DB[name].inputs]
@@ -32,9 +32,9 @@ def test_every_registered_optimizer_has_db_entries():
     assert not missing, f"add configurations to tests/optim_db.py for {missing}"
 
 
-def make_problem(dtype, seed=0, steps=4):
+def make_problem(dtype, seed=0, steps=4, name=None):
     rng = np.random.default_rng(seed)
-    shapes = {"w": (5, 4), "b": (4,), "scalar": (), "empty": (0, 3)}
+    shapes = problem_shapes(name) if name else dict(DEFAULT_SHAPES)
     params = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
     grads = [{k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()} for _ in range(max(4, steps))]
     return params, grads
@@ -94,7 +94,7 @@ def run(backend, opt, params, grads_seq, state=None, **kw):
 @pytest.mark.parametrize("name, inp", MATRIX_CASES)
 def test_step_keeps_dtype_shape_device_and_matches_numpy(name, inp, backend, dtype):
     opt = ao.create_optimizer(name, **inp.kwargs)
-    p0, gs = make_problem(dtype, steps=OPTIM_DB[name].steps)
+    p0, gs = make_problem(dtype, steps=OPTIM_DB[name].steps, name=name)
     params, state = run(backend, opt, on(backend, p0), [on(backend, g) for g in gs])
     assert params.keys() == p0.keys() and state.keys() == p0.keys()
     for n, p in params.items():
@@ -121,7 +121,9 @@ def test_goes_the_right_way_on_a_quadratic(name, inp):
     opt = ao.create_optimizer(name, **kwargs)
     maximize = opt.hyperparams.as_dict().get("maximize", False)
     target = np.array([1.0, -2.0, 3.0])
-    params = {"x": np.zeros(3)}
+    if OPTIM_DB[name].shapes:  # shape-restricted optimizers (2-D only) get a 1 x 3 matrix
+        target = target[None, :]
+    params = {"x": np.zeros(target.shape)}
     state = opt.init(params)
     loss0 = 0.5 * np.sum((params["x"] - target) ** 2)
     for _ in range(max(10, OPTIM_DB[name].steps)):
@@ -134,7 +136,7 @@ def test_goes_the_right_way_on_a_quadratic(name, inp):
 @pytest.mark.parametrize("name, inp", COPY_CASES)
 def test_copy_semantics(name, inp, backend):
     opt = ao.create_optimizer(name, **inp.kwargs)
-    p0, gs = make_problem(np.float32)
+    p0, gs = make_problem(np.float32, name=name)
     params, state = run(backend, opt, on(backend, p0), [on(backend, g) for g in gs[:2]])
     grads = on(backend, gs[2])
     before = host(backend, {"p": params, "g": grads, "s": state})
@@ -167,7 +169,7 @@ def test_copy_semantics(name, inp, backend):
 @pytest.mark.parametrize("name, inp", CASES)
 def test_none_and_missing_grads_leave_param_and_state_untouched(name, inp):
     opt = ao.create_optimizer(name, **inp.kwargs)
-    p0, gs = make_problem(np.float64)
+    p0, gs = make_problem(np.float64, name=name)
     params, state = run(NUMPY, opt, p0, gs[:2])
     snap = host(NUMPY, {"p": params, "s": state})
     grads = dict(gs[2], b=None)
@@ -186,6 +188,8 @@ def test_non_contiguous_params_match_contiguous(name, inp):
     rng = np.random.default_rng(3)
     base = rng.standard_normal((6, 8))
     strided = {"x": base[:, ::2], "t": rng.standard_normal((4, 5)).T, "neg": rng.standard_normal(7)[::-1]}
+    if OPTIM_DB[name].shapes:  # shape-restricted (2-D only): a negative-stride matrix instead
+        strided["neg"] = rng.standard_normal((3, 7))[:, ::-1]
     assert not any(v.flags.c_contiguous for v in strided.values())
     gs = [{k: rng.standard_normal(v.shape) for k, v in strided.items()} for _ in range(3)]
     contiguous = {k: np.ascontiguousarray(v) for k, v in strided.items()}
@@ -220,7 +224,7 @@ def _bad_grads(backend, grads, params):
 @pytest.mark.parametrize("name, inp", COPY_CASES)
 def test_failed_step_changes_nothing(name, inp, backend):
     opt = ao.create_optimizer(name, **inp.kwargs)
-    p0, gs = make_problem(np.float32)
+    p0, gs = make_problem(np.float32, name=name)
     params, state = run(backend, opt, on(backend, p0), [on(backend, g) for g in gs[:2]])
     grads = on(backend, gs[2])
     before = host(backend, {"p": params, "s": state})
