@@ -1,8 +1,6 @@
 """Configurations and expected errors for timm's matrix and second-order optimizers: Muon, Adahessian, Kron."""
 from __future__ import annotations
 
-import numpy as np
-
 from optim_db import DBEntry, ErrorInput, OptimizerInput, _common_errors
 
 # ----------------------------------------------------------------------------------------------------- Muon
@@ -45,7 +43,40 @@ _ADAMUON = DBEntry(inputs=tuple(
     ErrorInput({"adjust_lr_fn": "original"}, ValueError, r'Invalid scaling function "original" for AdaMuon',
                "Muon-only lr fn"),))
 
+
+# ----------------------------------------------------------------------------------------------- Adahessian
+def _hessian_kwargs(params, grads):
+    """A positive stand-in for the Hessian-diagonal estimate (1 + g**2), in the grads' namespace; bad grads are
+    left to the step's own validation."""
+    from array_api_compat import is_array_api_obj
+
+    est = {}
+    for n, p in params.items():
+        g = grads.get(n)
+        if is_array_api_obj(g) and tuple(g.shape) == tuple(p.shape) and "int" not in str(g.dtype):
+            est[n] = g * g + 1.0
+    return {"hessian": est}
+
+
+_ADAHESSIAN = DBEntry(
+    inputs=(
+        OptimizerInput({}, "registry defaults"),
+        OptimizerInput({"lr": 0.05, "weight_decay": 0.1, "hessian_power": 0.5}, "decay, hessian power 1/2"),
+        OptimizerInput({"lr": 0.05, "update_each": 2, "n_samples": 3}, "estimate every other step"),
+        OptimizerInput({"lr": 0.05, "hessian_power": 0.0, "betas": (0.5, 0.9), "eps": 1e-4}, "power 0"),
+        OptimizerInput({"lr": 0.05, "avg_conv_kernel": True, "foreach": False}, "avg_conv_kernel, selectors"),
+    ),
+    errors=_common_errors(betas=True, eps=True) + (
+        ErrorInput({"hessian_power": 1.5}, ValueError, r"Invalid Hessian power value: 1.5.*hessian_power", "power"),
+        ErrorInput({"update_each": 0}, ValueError, r"Invalid update_each: 0", "update_each"),
+        ErrorInput({"n_samples": 0}, ValueError, r"Invalid n_samples: 0", "n_samples"),
+        ErrorInput({"update_each": 1.5}, TypeError, r"'update_each' must be an int", "update_each float"),
+    ),
+    step_kwargs=_hessian_kwargs,
+)
+
 ENTRIES: dict[str, DBEntry] = {
     "muon": _MUON, "nmuon": _MUON,
     "adamuon": _ADAMUON, "nadamuon": _ADAMUON,
+    "adahessian": _ADAHESSIAN,
 }

@@ -242,3 +242,137 @@ def test_muon_adamw_lr_is_converted_once_with_timms_warning():
     with pytest.warns(FutureWarning, match="adamw_lr is deprecated"):
         opt = ao.create_optimizer("muon", lr=0.02, adamw_lr=0.004)
     assert opt.hyperparams.fallback_lr_scale == pytest.approx(0.2) and opt.hyperparams.adamw_lr is None
+
+
+# ==================================================================================================== Adahessian
+def _coupled_loss(rng, t_params):
+    """L(x) = a.x + x'Mx/2 + sum(x^4)/100 over all params flattened together (cross-param curvature); M is
+    positive definite with a dominant diagonal, so Hutchinson estimates stay positive and the run stays bounded."""
+    size = sum(p.numel() for p in t_params.values())
+    a = torch.tensor(rng.standard_normal(size))
+    B = rng.standard_normal((size, size)) / size ** 0.5
+    M = torch.tensor(4.0 * np.eye(size) + 0.25 * (B + B.T))
+
+    def loss(params):
+        x = torch.cat([p.reshape(-1) for p in params.values()])
+        return a @ x + 0.5 * x @ (M @ x) + (x ** 4).sum() / 100
+
+    return loss
+
+
+def _adahessian_run(kwargs, *, groups=None, steps=12, missing=True, rtol=1e-10):
+    """Step timm's Adahessian (true HVPs through autograd) and ours with timm's own estimate, compare each step."""
+    from timm.optim import Adahessian
+
+    with torch_default_dtype(torch.float64):
+        np_params, t_params = make_params()
+        names = list(t_params)
+        loss = _coupled_loss(np.random.default_rng(5), t_params)
+        if groups:
+            grouped = {n for g in groups for n in g["params"]}
+            t_groups = [{"params": [t_params[n] for n in names if n not in grouped]}] + [
+                {**{k: v for k, v in g.items() if k != "params"}, "params": [t_params[n] for n in g["params"]]}
+                for g in groups]
+        else:
+            t_groups = [{"params": list(t_params.values())}]
+        oracle = Adahessian(t_groups, **kwargs)
+        opt = ao.create_optimizer("adahessian", groups=groups, **kwargs)
+        params, state = np_params, opt.init(np_params)
+        n_samples, update_each = oracle.n_samples, oracle.update_each
+        for t in range(steps):
+            skip = {2: {"b"}, 4: {"scalar"}, 5: {"scalar", "conv"}}.get(t, set()) if missing else set()
+            live = [n for n in names if n not in skip]
+            gs = torch.autograd.grad(loss(t_params), [t_params[n] for n in live], create_graph=True)
+            for n in names:
+                t_params[n].grad = None
+            for n, g in zip(live, gs):
+                t_params[n].grad = g
+            # timm's own estimate: its generator (cloned), its param order, its due rule
+            name_of = {id(p): n for n, p in t_params.items()}
+            in_order = [name_of[id(p)] for p in oracle.get_params() if name_of[id(p)] in live]  # timm's order
+            due = [n for n in in_order if oracle.state[t_params[n]]["hessian step"] % update_each == 0
+                   or isinstance(t_params[n].hess, float)]
+            assert sorted(due) == sorted(ao.optimizers.adahessian.hessian_due(opt, state, live))
+            gen = torch.Generator().set_state(oracle.generator.get_state())
+            est = {n: 0.0 for n in due}
+            if due:
+                for _ in range(n_samples):
+                    zs = [torch.randint(0, 2, t_params[n].size(), generator=gen) * 2.0 - 1.0 for n in due]
+                    hzs = torch.autograd.grad([t_params[n].grad for n in due], [t_params[n] for n in due],
+                                              grad_outputs=zs, retain_graph=True)
+                    for n, z, hz in zip(due, zs, hzs):
+                        est[n] = est[n] + (hz * z / n_samples).detach().numpy()
+            grads = {n: (t_params[n].grad.detach().numpy().copy() if n in live else None) for n in names}
+            oracle.step()
+            params, state = opt.step(params, grads, state, hessian=est)
+            for n in names:
+                p = t_params[n]
+                where = f"adahessian step {t + 1} param {n!r}"
+                assert_close(params[n], p, rtol, where)
+                theirs = dict(oracle.state[p])
+                if n in live:
+                    theirs["hess"] = p.hess
+                else:
+                    theirs.pop("hess", None)
+                    assert set(state[n]) - {"hess"} == set(theirs), where
+                for k, v in theirs.items():
+                    assert_close(state[n][k], v, rtol, f"{where} slot {k!r}")
+                params[n] = np.array(p.detach().numpy(), copy=True).reshape(params[n].shape)
+                for k, v in theirs.items():
+                    if isinstance(v, torch.Tensor):
+                        state[n][k] = np.array(v.detach().numpy(), copy=True)
+            for p in t_params.values():
+                p.grad = None
+
+
+ADAHESSIAN_CONFIGS = [
+    pytest.param({}, id="defaults"),
+    pytest.param({"lr": 0.05, "weight_decay": 0.1, "hessian_power": 0.5, "betas": (0.8, 0.95)}, id="wd-power"),
+    pytest.param({"lr": 0.05, "update_each": 3, "n_samples": 2}, id="update_each-n_samples"),
+    pytest.param({"lr": 0.05, "avg_conv_kernel": True, "hessian_power": 0.0, "eps": 1e-3}, id="avg_conv-power0"),
+]
+
+
+@pytest.mark.parametrize("kwargs", ADAHESSIAN_CONFIGS)
+def test_adahessian_matches_timm_with_timms_estimate(kwargs):
+    _adahessian_run(kwargs)
+
+
+def test_adahessian_param_groups_match_timm():
+    _adahessian_run({"lr": 0.05, "weight_decay": 0.01},
+                    groups=[{"params": ["w", "nc"], "lr": 0.02, "weight_decay": 0.0}, {"params": ["scalar"],
+                                                                                        "lr": 0.01}])
+
+
+def test_adahessian_missing_estimate_raises_before_writing_and_reuse_ignores_it():
+    opt = ao.create_optimizer("adahessian", update_each=2)
+    params = {"w": np.ones((3, 2)), "b": np.ones(2)}
+    state = opt.init(params)
+    grads = {k: np.full(v.shape, 0.5) for k, v in params.items()}
+    snap = {k: v.copy() for k, v in params.items()}
+    with pytest.raises(ValueError, match=r"hessian\['b'\] is missing"):
+        opt.step(params, grads, state, copy=False, hessian={"w": np.ones((3, 2))})
+    for k in params:
+        np.testing.assert_array_equal(params[k], snap[k])
+    assert state == {"w": {"hessian step": 0}, "b": {"hessian step": 0}}
+    with pytest.raises(ValueError, match=r"hessian\['w'\] must be an array of its param's shape"):
+        opt.step(params, grads, state, hessian={"w": np.ones(2), "b": np.ones(2)})
+    params, state = opt.step(params, grads, state, hessian={k: np.ones(v.shape) for k, v in params.items()})
+    assert ao.optimizers.adahessian.hessian_due(opt, state) == []
+    p2, s2 = opt.step(params, grads, state)  # step 2 reuses the stored estimate: none needed
+    np.testing.assert_array_equal(s2["w"]["hess"], 1.0)
+    assert ao.optimizers.adahessian.hessian_due(opt, s2) == ["w", "b"]
+
+
+def test_adahessian_zero_weights_zero_grads_and_lr0_stay_finite_without_warnings():
+    shapes = {"conv": (3, 2, 2, 2), "w": (4, 3), "b": (3,), "s": ()}
+    for kwargs in ({}, {"lr": 0.0}, {"hessian_power": 0.0}, {"hessian_power": 0.5, "avg_conv_kernel": True}):
+        opt = ao.create_optimizer("adahessian", **kwargs)
+        params = {k: np.zeros(s) for k, s in shapes.items()}
+        state = opt.init(params)
+        zeros = {k: np.zeros(s) for k, s in shapes.items()}
+        with np.errstate(all="raise"):
+            for _ in range(3):
+                params, state = opt.step(params, zeros, state, hessian=zeros)
+        for n in shapes:
+            assert np.all(np.isfinite(params[n])) and np.all(params[n] == 0.0), (kwargs, n)
