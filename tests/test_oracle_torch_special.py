@@ -216,21 +216,23 @@ def test_muon_matches_torch_code_in_float64(kwargs, float64_newton_schulz):
     _run_muon(kwargs)
 
 
-#: measured largest param difference per step against real torch (bfloat16 Newton-Schulz), relative to
-#: max(1, |param|): the default (float64 iteration) and the bfloat16 emulation; bounds with some headroom
-BF16_GAP_DEFAULT = 2e-4
-BF16_GAP_EMULATED = 2e-4
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("kwargs", _grid("Muon"))
 def test_muon_gap_to_real_bfloat16_torch(kwargs):
-    """Against real torch (bfloat16 Newton-Schulz): the gap is bounded by bfloat16 rounding of the update."""
+    """Against real torch (bfloat16 Newton-Schulz), largest param difference per step relative to max(1, |p|).
+
+    Measured on this grid (matrices up to 9 x 3): the default (Newton-Schulz in float64) differs by 1e-5 to 3e-4,
+    i.e. up to ~3% of the update ``lr * O(1)``; ``ns_dtype='bfloat16'`` reproduces torch bit for bit (0 difference).
+    On large matrices (>= 256 x 128) torch's bfloat16 matmul kernel rounds differently: the emulation then differs
+    from torch by about one bfloat16 ulp on most entries, still no more than the float64 iteration does
+    (``test_bfloat16_emulated_newton_schulz_is_close_to_torch``).
+    """
+    if isinstance(kwargs.get("lr"), torch.Tensor):
+        kwargs = {**kwargs, "lr": kwargs["lr"].double()}
     lr = float(kwargs.get("lr", 1e-3))
     gap = _run_muon(kwargs, rtol=None)
-    emulated = _run_muon(kwargs, {"ns_dtype": "bfloat16"}, rtol=None)
-    # the update is O(lr * sqrt(max(1, A/B))) with ~3 significant digits in bfloat16
-    bound = 0.05 * lr * 2
-    assert gap < bound and emulated < bound, (gap, emulated, bound)
+    assert 0 < gap < 0.05 * lr, gap
+    assert _run_muon(kwargs, {"ns_dtype": "bfloat16"}, rtol=None) <= 1e-15
 
 
 def _ns_reference(u: np.ndarray, coefficients, steps, eps):
@@ -275,7 +277,7 @@ def test_bfloat16_emulated_newton_schulz_is_close_to_torch():
     from torch.optim._muon import _zeropower_via_newtonschulz
 
     rng = np.random.default_rng(2)
-    for shape in [(5, 7), (32, 16), (64, 64)]:
+    for shape in [(5, 7), (32, 16), (64, 64), (256, 128)]:
         u = rng.standard_normal(shape).astype(np.float32)
         theirs = _zeropower_via_newtonschulz(torch.tensor(u), (3.4445, -4.7750, 2.0315), 5, 1e-7).float().numpy()
         ours = newton_schulz(xp, u, TorchMuonHyperparams(ns_dtype="bfloat16"))
