@@ -75,7 +75,38 @@ _ADAHESSIAN = DBEntry(
     step_kwargs=_hessian_kwargs,
 )
 
+# ----------------------------------------------------------------------------------------------------- Kron
+def _seed_kwargs(params, grads):
+    """Kron's randomness, explicit: a fixed seed (the draws also depend on the param's step count)."""
+    return {"seed": 1234}
+
+
+_KRON_ERRORS = _common_errors() + (
+    ErrorInput({"momentum": 1.0}, ValueError, r"Invalid beta parameter: 1.0.*momentum", "momentum=1"),
+    ErrorInput({"memory_save_mode": "some_diag"}, ValueError, r"Invalid memory_save_mode: some_diag", "mode"),
+    ErrorInput({"preconditioner_update_probability": 0.0}, ValueError,
+               r"Invalid preconditioner_update_probability: 0.0", "prob 0"),
+    ErrorInput({"precond_dtype": "bfloat16"}, ValueError, r"Invalid precond_dtype: 'bfloat16'", "bf16 precond"),
+    ErrorInput({"max_size_triangular": 2.5}, TypeError, r"'max_size_triangular' must be an int", "int"),
+)
+_KRON_INPUTS = (
+    OptimizerInput({}, "registry defaults"),
+    OptimizerInput({"lr": 0.01, "weight_decay": 0.1, "stochastic_weight_decay": True}, "stochastic decay"),
+    OptimizerInput({"lr": 0.01, "memory_save_mode": "one_diag", "momentum_into_precond_update": False},
+                   "one_diag, raw grad"),
+    OptimizerInput({"lr": 0.01, "memory_save_mode": "all_diag", "precond_init_scale": 2.0}, "all_diag"),
+    OptimizerInput({"lr": 0.01, "memory_save_mode": "smart_one_diag", "max_size_triangular": 4}, "smart_one_diag"),
+    OptimizerInput({"lr": 0.01, "preconditioner_update_probability": 0.5, "precond_lr": 0.3}, "prob 0.5"),
+    OptimizerInput({"lr": 0.01, "flatten": True, "flatten_start_dim": 0, "mu_dtype": "float64"}, "flatten, mu"),
+    OptimizerInput({"lr": 0.01, "weight_decay": 0.01, "foreach": True}, "decay, selectors ignored"),
+)
+_KRON = DBEntry(inputs=_KRON_INPUTS, errors=_KRON_ERRORS, step_kwargs=_seed_kwargs, descent_lr=0.05)
+_KRONC = DBEntry(inputs=_KRON_INPUTS, errors=_KRON_ERRORS + (
+    ErrorInput({"lr": 0.0}, ValueError, r"Corrected weight decay requires a positive max lr", "lr=0"),),
+    step_kwargs=_seed_kwargs, descent_lr=0.05)
+
 ENTRIES: dict[str, DBEntry] = {
+    "kron": _KRON, "kronw": _KRON, "kronc": _KRONC,
     "muon": _MUON, "nmuon": _MUON,
     "adamuon": _ADAMUON, "nadamuon": _ADAMUON,
     "adahessian": _ADAHESSIAN,

@@ -376,3 +376,187 @@ def test_adahessian_zero_weights_zero_grads_and_lr0_stay_finite_without_warnings
                 params, state = opt.step(params, zeros, state, hessian=zeros)
         for n in shapes:
             assert np.all(np.isfinite(params[n])) and np.all(params[n] == 0.0), (kwargs, n)
+
+
+# ========================================================================================================== Kron
+class _Scripted:
+    """A stand-in for timm's ``random.Random(1337)`` with scripted uniforms (to force preconditioner balancing)."""
+
+    def __init__(self, values, seed=7):
+        import random
+
+        self.values, self.i, self.inner = list(values), 0, random.Random(seed)
+
+    def random(self):
+        v = self.values[self.i % len(self.values)]
+        self.i += 1
+        return v
+
+    def randint(self, a, b):
+        return self.inner.randint(a, b)
+
+
+def _solve_float64(X, A):
+    """timm's ``_solve_triangular_right`` without its float32 cast."""
+    return torch.linalg.solve_triangular(A, X.reshape(-1, X.size(-1)), upper=True, left=False).reshape_as(X)
+
+
+@pytest.fixture
+def timm_kron(monkeypatch):
+    from timm.optim import kron as tk
+
+    monkeypatch.setattr(tk, "has_dynamo", False)  # plain functions (no torch.compile) for the oracle
+    return tk
+
+
+def _kron_run(tk, name, kwargs, *, groups=None, steps=12, deterministic=True, rtol=1e-10, script=None,
+              measure=False):
+    """Replay timm's draws (its Python RNG, its torch generator or global RNG) into ``draws=`` and compare."""
+    import random
+
+    from arrayoptim.optimizers.kron import kron_draws
+
+    worst = 0.0
+    with torch_default_dtype(torch.float64):
+        np_params, t_params = make_params()
+        names = list(t_params)
+        if groups:
+            grouped = {n for g in groups for n in g["params"]}
+            t_groups = [{"params": [t_params[n] for n in names if n not in grouped]}] + [
+                {**{k: v for k, v in g.items() if k != "params"}, "params": [t_params[n] for n in g["params"]]}
+                for g in groups]
+        else:
+            t_groups = [{"params": list(t_params.values())}]
+        info = timm_optim.get_optimizer_info(name)
+        oracle = tk.Kron(t_groups, deterministic=deterministic, **{**(info.defaults or {}), **kwargs})
+        name_of = {id(p): n for n, p in t_params.items()}
+        order = [name_of[id(p)] for g in oracle.param_groups for p in g["params"]]
+        rng = random.Random(1337) if script is None else _Scripted(script)
+        if script is not None:
+            oracle.rng = _Scripted(script)
+        opt = ao.create_optimizer(name, groups=groups, deterministic=deterministic, **kwargs)
+        params, state = np_params, opt.init(np_params)
+        for t, g in enumerate(grad_schedule(np_params, steps)):
+            for n, p in t_params.items():
+                p.grad = None if g[n] is None else torch.tensor(g[n])
+            if deterministic:
+                def normal(shape, p):
+                    gen = torch.Generator().manual_seed(rng.randint(0, 2 ** 31))
+                    return torch.randn(shape, generator=gen, dtype=torch.float64).numpy()
+            else:
+                saved = torch.get_rng_state()
+
+                def normal(shape, p):
+                    return torch.randn(shape, dtype=torch.float64).numpy()
+            draws = kron_draws(opt, params, g, state, uniform=rng.random, normal=normal, order=order)
+            if not deterministic:
+                torch.set_rng_state(saved)
+            oracle.step()
+            params, state = opt.step(params, g, state, draws=draws)
+            for n, p in t_params.items():
+                where = f"{name} step {t + 1} param {n!r}"
+                theirs = oracle.state.get(p, {})
+                pairs = [(params[n], p, "param")] + [(state[n]["momentum_buffer"], theirs["momentum_buffer"],
+                                                      "momentum_buffer")] + [
+                    (q, tq, f"Q[{k}]") for k, (q, tq) in enumerate(zip(state[n]["Q"], theirs["Q"]))]
+                assert len(state[n]["Q"]) == len(theirs["Q"]), where
+                assert (state[n]["step"], state[n]["update_counter"]) == (theirs["step"], theirs["update_counter"])
+                for ours, ref, what in pairs:
+                    if measure:
+                        ref = ref.detach().numpy()
+                        worst = max(worst, float(np.max(np.abs(ours - ref), initial=0.0)
+                                                 / max(np.max(np.abs(ref), initial=0.0), 1e-300)))
+                    else:
+                        assert_close(ours, ref, rtol, f"{where} {what}")
+                params[n] = np.array(p.detach().numpy(), copy=True).reshape(params[n].shape)
+                state[n]["momentum_buffer"] = theirs["momentum_buffer"].numpy().copy()
+                state[n]["Q"] = [q.numpy().copy() for q in theirs["Q"]]
+    return worst
+
+
+KRON_CONFIGS = [
+    pytest.param("kron", {"lr": 0.01}, {}, id="kron"),
+    pytest.param("kron", {"lr": 0.01, "weight_decay": 0.1, "momentum": 0.5, "precond_lr": 0.3,
+                          "precond_init_scale": 2.0}, {}, id="kron-wd-knobs"),
+    pytest.param("kronw", {"lr": 0.01, "weight_decay": 0.1, "stochastic_weight_decay": True}, {},
+                 id="kronw-stochastic-wd"),
+    pytest.param("kronc", {"lr": 0.01, "weight_decay": 0.1}, {}, id="kronc"),
+    pytest.param("kron", {"lr": 0.01, "memory_save_mode": "one_diag", "momentum_into_precond_update": False}, {},
+                 id="one_diag-raw-grad"),
+    pytest.param("kron", {"lr": 0.01, "memory_save_mode": "smart_one_diag", "max_size_triangular": 5}, {},
+                 id="smart_one_diag-max5"),
+    pytest.param("kron", {"lr": 0.01, "memory_save_mode": "all_diag", "flatten": True}, {}, id="all_diag-flatten"),
+    pytest.param("kron", {"lr": 0.01, "flatten": True, "flatten_start_dim": 1, "min_ndim_triangular": 3},
+                 {}, id="flatten1-min_ndim3"),
+    pytest.param("kron", {"lr": 0.01, "preconditioner_update_probability": 0.4}, {}, id="prob-0.4"),
+    pytest.param("kron", {"lr": 0.01, "weight_decay": 0.05}, {"script": [0.5, 0.005, 0.9, 0.001]},
+                 id="balancing"),
+    pytest.param("kron", {"lr": 0.01}, {"deterministic": False}, id="global-torch-rng"),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, run", KRON_CONFIGS[:4] + [
+    pytest.param(*c.values, id=c.id, marks=pytest.mark.slow) for c in KRON_CONFIGS[4:8]] + KRON_CONFIGS[8:])
+def test_kron_matches_timm_with_replayed_draws(timm_kron, monkeypatch, name, kwargs, run):
+    monkeypatch.setattr(timm_kron, "_solve_triangular_right", _solve_float64)
+    _kron_run(timm_kron, name, kwargs, **run)
+
+
+def test_kron_param_groups_and_callable_probability_match_timm(timm_kron, monkeypatch):
+    monkeypatch.setattr(timm_kron, "_solve_triangular_right", _solve_float64)
+    prob = lambda step: 1.0 if step < 3 else 0.5  # noqa: E731
+    _kron_run(timm_kron, "kronw", {"lr": 0.01, "weight_decay": 0.1, "preconditioner_update_probability": prob},
+              groups=[{"params": ["w", "nc"], "lr": 0.02, "weight_decay": 0.0}, {"params": ["scalar"], "lr": 0.005}])
+
+
+def test_kron_gap_to_timms_float32_triangular_solve(timm_kron):
+    """Unpatched timm solves the triangular systems in float32: the gap, with the same draws, is measured."""
+    gap = _kron_run(timm_kron, "kron", {"lr": 0.01}, measure=True)
+    print(f"kron: float64 vs timm's float32 triangular solve, max relative gap over params/state: {gap:.2e}")
+    assert 1e-12 < gap < 1e-5
+
+
+def test_kron_probability_schedule_matches_timm():
+    from timm.optim.kron import precond_update_prob_schedule as theirs
+
+    from arrayoptim.optimizers.kron import precond_update_prob_schedule as ours
+
+    for n in list(range(0, 6000, 3)) + [499, 500, 501, 4000]:
+        t = theirs(n)
+        assert ours(n) == pytest.approx(float(t), rel=2.5e-7, abs=0), n  # float32 exp: within 1 ulp of torch's
+        for counter in range(1, 40):
+            assert (counter >= 1 / ours(n)) == bool(counter >= 1 / t), (n, counter)
+
+
+def test_kron_randomness_is_explicit():
+    opt = ao.create_optimizer("kron")
+    params = {"w": np.ones((4, 3))}
+    state = opt.init(params)
+    g = {"w": np.full((4, 3), 0.1)}
+    with pytest.raises(TypeError, match="exactly one of seed=<int> or draws=<dict>"):
+        opt.step(params, g, state)
+    with pytest.raises(ValueError, match=r"draws\['w'\]\['V'\] must be a standard normal array of shape \(4, 3\)"):
+        opt.step(params, g, state, draws={"w": {"balance": 0.5}})
+    a = opt.step(params, g, state, seed=3)
+    b = opt.step(params, g, state, seed=3)
+    np.testing.assert_array_equal(a[0]["w"], b[0]["w"])
+    assert not np.array_equal(a[0]["w"], opt.step(params, g, state, seed=4)[0]["w"])
+    np.testing.assert_array_equal(params["w"], 1.0)  # copy=True: inputs untouched, Q included
+    np.testing.assert_array_equal(state["w"]["Q"][0], np.eye(4))
+
+
+@pytest.mark.parametrize("name", ["kron", "kronw", "kronc"])
+def test_kron_zero_weights_zero_grads_and_lr0_stay_finite_without_warnings(name):
+    shapes = {"w": (5, 4), "conv": (3, 2, 2, 2), "b": (4,), "s": (), "e": (0, 3)}
+    for kwargs in ({}, {"lr": 0.0, "weight_decay": 0.1}, {"memory_save_mode": "all_diag", "weight_decay": 0.1}):
+        if name == "kronc" and kwargs.get("lr") == 0.0:
+            kwargs = {**kwargs, "max_lr_snapshot": 0.01}  # corrected decay needs a positive peak lr
+        opt = ao.create_optimizer(name, **kwargs)
+        params = {k: np.zeros(s) for k, s in shapes.items()}
+        state = opt.init(params)
+        with np.errstate(all="raise"):
+            for t in range(3):
+                params, state = opt.step(params, {k: np.zeros(s) for k, s in shapes.items()}, state, seed=t)
+        for n in shapes:
+            assert np.all(params[n] == 0.0), (name, kwargs, n)
+            assert all(np.all(np.isfinite(q)) for q in state[n]["Q"])
