@@ -72,6 +72,7 @@ LBFGS = DBEntry(
     ),
     descent_lr=0.05,
     step_kwargs=_quadratic_closure,
+    grads_from_closure=True,  # the closure supplies the gradients; ``grads`` only selects the params
 )
 
 SPARSEADAM = DBEntry(
@@ -131,6 +132,8 @@ TORCHMUON = DBEntry(
         ErrorInput({"ns_coefficients": (1.0, 2.0)}, ValueError, r"exactly 3 values", "two coefficients"),
         ErrorInput({"ns_dtype": "float16"}, ValueError, r"ns_dtype must be None or 'bfloat16'", "ns_dtype"),
     ),
+    # torch.optim.Muon accepts 2-D params only
+    shapes={"w": (5, 4), "b": (1, 4), "scalar": (1, 1), "empty": (0, 3)},
 )
 
 ENTRIES: dict[str, DBEntry] = {
