@@ -9,14 +9,13 @@ import dataclasses
 import math
 from typing import Any, Callable, Mapping
 
-from array_api_compat import array_namespace, is_array_api_obj
+from array_api_compat import is_array_api_obj
 from array_api_compat import device as _device
 
 from .._core import claim, validate_step
 from .._hyper import Hyperparams, check_lr, hyperfield
 from .._registry import OptimInfo, register
 from .._xp import assign
-from .sparseadam import TensorLrMixin
 
 #: the slots torch keeps in ``state[first param]``; here under the first param name
 SLOTS = ("func_evals", "n_iter", "d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", "prev_loss",
@@ -24,7 +23,7 @@ SLOTS = ("func_evals", "n_iter", "d", "t", "old_dirs", "old_stps", "ro", "H_diag
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class LBFGSHyperparams(TensorLrMixin, Hyperparams):
+class LBFGSHyperparams(Hyperparams):
     r"""torch.optim.LBFGS: limited-memory BFGS on the flattened params, driven by a closure.
 
     ``step(params, grads, state, closure=f)`` with ``f(params) -> (loss, grads)`` (name -> array mappings; a

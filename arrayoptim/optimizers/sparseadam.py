@@ -3,7 +3,6 @@ gradient plus a boolean mask of the entries present."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Mapping
 
 from array_api_compat import array_namespace, is_array_api_obj
@@ -15,24 +14,8 @@ from .._registry import OptimInfo, register
 from .._xp import increment_step, like, new_step, zeros_like
 
 
-class TensorLrMixin:
-    """torch's ``lr`` may be a 1-element tensor (``ValueError`` "Tensor lr must be 1-element" otherwise).
-
-    Mixed into the records of the torch-only classes; the value is stored as a Python float like any ``lr``.
-    """
-
-    def __post_init__(self) -> None:
-        lr = getattr(self, "lr")
-        shape = getattr(lr, "shape", None)
-        if shape is not None and not isinstance(lr, (int, float)) and len(tuple(shape)) > 0:
-            if math.prod(tuple(shape)) != 1:
-                raise ValueError(f"Tensor lr must be 1-element (lr has shape {tuple(shape)})")
-            object.__setattr__(self, "lr", float(lr.reshape(())))
-        super().__post_init__()  # type: ignore[misc]
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SparseAdamHyperparams(TensorLrMixin, Hyperparams):
+class SparseAdamHyperparams(Hyperparams):
     r"""torch.optim.SparseAdam: Adam restricted to the entries present in a sparse gradient.
 
     With :math:`M` the set of entries present in the gradient (``grad_mask``), :math:`\beta_1, \beta_2` =

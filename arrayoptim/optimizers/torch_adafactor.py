@@ -11,11 +11,10 @@ from .._registry import OptimInfo, register
 from array_api_compat import device as _device
 
 from .._xp import assign, increment_step, like, new_step, zeros_like
-from .sparseadam import TensorLrMixin
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class TorchAdafactorHyperparams(TensorLrMixin, Hyperparams):
+class TorchAdafactorHyperparams(Hyperparams):
     r"""torch.optim.Adafactor: factored second moments for >= 2-D params, relative step size, update clipping.
 
     With :math:`\gamma` = ``lr``, :math:`c` = ``beta2_decay``, :math:`(\epsilon_1, \epsilon_2)` = ``eps``

@@ -7,13 +7,12 @@ import dataclasses
 from .._hyper import Hyperparams, check_momentum, hyperfield
 from .._registry import OptimInfo, register
 from .._xp import assign, zeros_like
-from .sparseadam import TensorLrMixin
 
 ADJUST_LR_FNS = ("original", "match_rms_adamw", "spectral_unclamped")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class TorchMuonHyperparams(TensorLrMixin, Hyperparams):
+class TorchMuonHyperparams(Hyperparams):
     r"""torch.optim.Muon: momentum, then Newton-Schulz orthogonalization of the update (2-D params only).
 
     With :math:`\mu` = ``momentum``, :math:`\gamma` = ``lr``, :math:`\lambda` = ``weight_decay``,
