@@ -8,7 +8,7 @@ The core needs only numpy and array-api-compat; ``import arrayoptim`` never impo
 from . import optimizers, schedules
 from ._core import Optimizer, ParamGroup, create_optimizer
 from ._guard import skip_nonfinite
-from .flat import FlatOptimizer, Packed, flat  # noqa: F401  (flat multi-tensor mode)
+from ._flat import FlatOptimizer, Packed, flat
 from .checkpoint import from_state_dict, load_checkpoint, save_checkpoint, to_state_dict
 from ._hyper import Hyperparams
 from ._registry import OptimInfo, get_optimizer_info, list_optimizers
@@ -19,5 +19,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Hyperparams", "Lookahead", "OptimInfo", "Optimizer", "ParamGroup", "create_optimizer", "get_optimizer_info",
     "list_optimizers", "optimizers", "schedules", "skip_nonfinite", "save_checkpoint", "load_checkpoint",
-    "to_state_dict", "from_state_dict",
+    "to_state_dict", "from_state_dict", "flat", "FlatOptimizer", "Packed",
 ]

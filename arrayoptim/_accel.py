@@ -1,6 +1,6 @@
 """The one seam for accelerated kernels: ``(reference kernel, namespace predicate) -> faster kernel``.
 
-The step driver (:meth:`arrayoptim.Optimizer.step`, and :mod:`arrayoptim.flat`) asks :func:`select` once per step
+The step driver (:meth:`arrayoptim.Optimizer.step`, and :func:`arrayoptim.flat`) asks :func:`select` once per step
 for the kernel to run on the step's namespace ``xp``. Without a registered, enabled accelerator for that kernel and
 namespace, the answer is the reference kernel itself, so correctness never depends on this module.
 
