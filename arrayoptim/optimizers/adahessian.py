@@ -86,7 +86,7 @@ class AdahessianHyperparams(Hyperparams):
     (1, 1.0)
     """
 
-    anchor = "timm.optim.Adahessian"
+    anchor = "timm.optim.adahessian.Adahessian"
     lr: float = 0.1
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8

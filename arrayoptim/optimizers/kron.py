@@ -99,7 +99,7 @@ class KronHyperparams(Hyperparams):
     Chou, "Why Gradients Rapidly Increase Near the End of Training" (corrected decay), arXiv:2506.02285.
     """
 
-    anchor = "timm.optim.Kron"
+    anchor = "timm.optim.kron.Kron"
     lr: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 0.0

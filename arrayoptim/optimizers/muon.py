@@ -179,7 +179,7 @@ class MuonHyperparams(Hyperparams):
     ['exp_avg', 'exp_avg_sq', 'step', 'use_muon']
     """
 
-    anchor = "timm.optim.Muon"
+    anchor = "timm.optim.muon.Muon"
     lr: float = 0.02
     weight_decay: float = 0.0
     momentum: float = 0.95
@@ -284,7 +284,7 @@ def zeropower_via_newtonschulz(xp: Any, G: Any, steps: int, coefficients: Any, e
     >>> from arrayoptim.optimizers.muon import zeropower_via_newtonschulz
     >>> O = zeropower_via_newtonschulz(np, np.array([[3.0, 0.0], [0.0, 1.0]]), 5, 'quintic')
     >>> np.round(np.diag(O), 2)
-    array([0.86, 0.84])
+    array([1.  , 1.02])
     """
     if G.ndim not in (2, 3):
         raise ValueError(f"Newton-Schulz needs a 2-D or 3-D array, got shape {tuple(G.shape)}")
