@@ -44,12 +44,16 @@ def on(backend, tree):
     """A nested dict of NumPy arrays moved to ``backend`` (non-arrays kept)."""
     if isinstance(tree, dict):
         return {k: on(backend, v) for k, v in tree.items()}
+    if isinstance(tree, list):  # list slots (Kron's per-dimension factors Q)
+        return [on(backend, v) for v in tree]
     return backend.make(tree) if isinstance(tree, np.ndarray) else tree
 
 
 def host(backend, tree):
     if isinstance(tree, dict):
         return {k: host(backend, v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [host(backend, v) for v in tree]
     return np.array(backend.to_numpy(tree), copy=True) if is_array_api_obj(tree) else tree
 
 
@@ -57,7 +61,10 @@ def assert_tree_close(actual, expected, rtol, what="tree"):
     assert actual.keys() == expected.keys(), f"{what}: keys {sorted(actual)} != {sorted(expected)}"
     for k in expected:
         a, e = actual[k], expected[k]
-        if isinstance(e, dict):
+        if isinstance(e, list):
+            assert isinstance(a, list) and len(a) == len(e), f"{what}[{k!r}]"
+            assert_tree_close(dict(enumerate(a)), dict(enumerate(e)), rtol, f"{what}[{k!r}]")
+        elif isinstance(e, dict):
             assert_tree_close(a, e, rtol, f"{what}[{k!r}]")
         elif isinstance(e, np.ndarray):
             assert a.dtype == e.dtype and a.shape == e.shape, f"{what}[{k!r}]: {a.dtype}{a.shape} != {e.dtype}{e.shape}"
@@ -69,7 +76,10 @@ def assert_tree_close(actual, expected, rtol, what="tree"):
 def assert_tree_equal(actual, expected, what="tree"):
     assert actual.keys() == expected.keys(), f"{what}: keys differ"
     for k in expected:
-        if isinstance(expected[k], dict):
+        if isinstance(expected[k], list):
+            assert isinstance(actual[k], list) and len(actual[k]) == len(expected[k]), f"{what}[{k!r}]"
+            assert_tree_equal(dict(enumerate(actual[k])), dict(enumerate(expected[k])), f"{what}[{k!r}]")
+        elif isinstance(expected[k], dict):
             assert_tree_equal(actual[k], expected[k], f"{what}[{k!r}]")
         elif isinstance(expected[k], np.ndarray):
             np.testing.assert_array_equal(actual[k], expected[k], err_msg=f"{what}[{k!r}]")
