@@ -90,7 +90,9 @@ class SmallNet(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.stem = torch.nn.Conv2d(2, 4, 3)
+        # no bias before BatchNorm (as in ResNets): that bias's grad is pure rounding noise (~1e-17), which
+        # optimizers with a tiny eps (LaProp 1e-15, NovoGrad, Adafactor 1e-30) amplify into different updates
+        self.stem = torch.nn.Conv2d(2, 4, 3, bias=False)
         self.norm = torch.nn.BatchNorm2d(4)
         self.blocks = torch.nn.ModuleList([torch.nn.Linear(4, 4) for _ in range(3)])
         self.pos = torch.nn.Parameter(torch.randn(1, 4))
@@ -104,7 +106,9 @@ class SmallNet(torch.nn.Module):
         return {"stem": r"^stem|^norm|^pos", "blocks": r"^blocks\.(\d+)"}
 
     def forward(self, x):
-        y = self.norm(self.stem(x)).mean(dim=(2, 3)) + self.pos
+        # a nonlinearity between the norm and the pooling, so the norm's weight gets a real gradient (with a
+        # plain mean right after BatchNorm it is rounding noise around 0, as the conv bias would be)
+        y = torch.relu(self.norm(self.stem(x))).mean(dim=(2, 3)) + self.pos
         for b in self.blocks:
             y = torch.tanh(b(y))
         return self.head(y)
