@@ -46,6 +46,10 @@ class OptimInfo:
         ``prepare(xp, params, grads, state, hps) -> Mapping``: global quantities (e.g. a global grad norm).
     has_eps, has_momentum, has_betas, num_betas, second_order
         timm's capability flags (``has_momentum`` makes ``momentum`` default to 0.9, as timm's factory does).
+    oracle_rtol
+        The documented gap to the anchor run with its own internals (torch's Muon runs Newton-Schulz in bfloat16,
+        timm's RAdamLegacy computes in float32, ...): ``arrayoptim verify`` compares within it instead of the
+        dtype's default tolerance, and says so.
     jit_compatible
         False where the algorithm needs host-side decisions (LBFGS's line search): its step runs eagerly.
     elementwise
@@ -69,6 +73,7 @@ class OptimInfo:
     num_betas: int = 2
     second_order: bool = False
     jit_compatible: bool = True
+    oracle_rtol: float | None = None
     elementwise: bool = False
 
     @property

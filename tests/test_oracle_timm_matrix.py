@@ -196,7 +196,7 @@ def _muon_gap(name, ours_kwargs, timm_kwargs, steps=12):
 @pytest.mark.parametrize("name", ["muon", "adamuon"])
 def test_muon_bfloat16_emulation_gap_to_timm(name):
     """Real timm (bfloat16 NS) vs ours with the bfloat16 emulation and with float64 NS: the gap, relative to the
-    size of each step, is printed (docs/timm_matrix.md) and bounded; fallback params match to 1e-10."""
+    size of each step, is printed (README, Muon table) and bounded; fallback params match to 1e-10."""
     tk = _timm_kwargs(name, {})
     emul = _muon_gap(name, {}, tk)
     exact = _muon_gap(name, {"ns_dtype": None}, tk)

@@ -145,7 +145,7 @@ class MuonHyperparams(Hyperparams):
     --------
     * timm always orthogonalises in **bfloat16** (``zeropower_via_newtonschulz`` is called with its default
       ``dtype``): the update carries about 3 significant digits. The bfloat16 emulation here rounds at the same
-      places as torch, but the matmul accumulation order differs, so it is close to timm (see docs/timm_matrix.md
+      places as torch, but the matmul accumulation order differs, so it is close to timm (see the README
       for the measured gap), not bit-equal. ``ns_dtype=None`` gives the exact iteration instead.
     * timm's registry forces ``momentum=0.9`` (``has_momentum``); the class default is 0.95.
     * Torch's ``torch.optim.Muon`` differs on nearly every default (``torchmuon``): lr 1e-3, decay 0.1, Nesterov,
