@@ -16,7 +16,8 @@ from typing import Any
 from array_api_compat import device as _device
 from array_api_compat import is_jax_array
 
-__all__ = ["zeros_like", "step_dtype", "new_step", "increment_step", "like", "assign", "caution"]
+__all__ = ["zeros_like", "step_dtype", "new_step", "increment_step", "like", "assign", "caution", "decay_scale",
+           "rms_clip_denom"]
 
 
 def zeros_like(xp: Any, p: Any) -> Any:
@@ -70,3 +71,19 @@ def caution(xp: Any, update: Any, g: Any) -> Any:
     mask = xp.astype(update * g > 0, g.dtype)
     mask /= xp.clip(xp.mean(mask), min=1e-3)
     return update * mask
+
+
+def decay_scale(hp: Any) -> float:
+    """The lr factor of decoupled weight decay: ``lr``, or ``lr**2 / max_lr_snapshot`` with timm's corrected weight
+    decay (arXiv 2506.02285; ``max_lr_snapshot`` is the constructor lr), so ``p *= 1 - decay_scale(hp) * wd``."""
+    return hp.lr ** 2 / hp.max_lr_snapshot if getattr(hp, "corrected_weight_decay", False) else hp.lr
+
+
+def rms_clip_denom(xp: Any, denom: Any, g: Any, threshold: float) -> Any:
+    """StableAdamW's update clipping (arXiv 2304.13013), per tensor: ``denom * max(1, RMS(g / denom) / threshold)``."""
+    n = math.prod(g.shape)
+    if n == 0:  # static shape: nothing to clip
+        return denom
+    q = g / denom
+    rms = xp.sqrt(xp.sum(q * q)) / n ** 0.5
+    return denom * xp.clip(rms / threshold, min=1.0)

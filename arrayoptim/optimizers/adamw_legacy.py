@@ -2,12 +2,11 @@ r"""timm's own AdamW (``AdamWLegacy``): ``adamwlegacy``, ``adamc``, ``cadamw``, 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 from .._hyper import (Hyperparams, check_betas, check_eps, check_lr, check_max_lr_snapshot, check_weight_decay,
                       hyperfield)
 from .._registry import OptimInfo, register
-from .._xp import assign, caution, increment_step, like, new_step, zeros_like
+from .._xp import assign, caution, decay_scale, increment_step, like, new_step, rms_clip_denom, zeros_like
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -92,23 +91,13 @@ def adamw_legacy_init(xp, p, hp):
     return s
 
 
-def rms_clip_denom(xp, denom, g, threshold):
-    """``denom * max(1, RMS(g / denom) / threshold)``: StableAdamW's update clipping, per tensor."""
-    n = math.prod(g.shape)
-    if n == 0:  # static shape: nothing to clip
-        return denom
-    q = g / denom
-    rms = xp.sqrt(xp.sum(q * q)) / n ** 0.5
-    return denom * xp.clip(rms / threshold, min=1.0)
-
-
 def adamw_legacy_kernel(xp, p, g, s, hp, ctx):
     """Per-array AdamWLegacy update; see :class:`AdamWLegacyHyperparams` for the math."""
     beta1, beta2 = hp.betas
     if hp.maximize:
         g = -g
     t = increment_step(s)
-    scale = hp.lr if not hp.corrected_weight_decay else hp.lr ** 2 / hp.max_lr_snapshot
+    scale = decay_scale(hp)
     p *= 1.0 - scale * hp.weight_decay
     m, v = s["exp_avg"], s["exp_avg_sq"]
     m += (1 - beta1) * (g - m)

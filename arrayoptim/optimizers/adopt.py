@@ -6,7 +6,7 @@ import dataclasses
 from .._hyper import (Hyperparams, check_betas, check_eps, check_lr, check_max_lr_snapshot, check_weight_decay,
                       hyperfield)
 from .._registry import OptimInfo, register
-from .._xp import assign, caution, increment_step, like, new_step, zeros_like
+from .._xp import assign, caution, decay_scale, increment_step, like, new_step, zeros_like
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -95,7 +95,7 @@ def adopt_kernel(xp, p, g, s, hp, ctx):
     g2 = g * g
     p_new = p
     if hp.weight_decay != 0 and hp.decoupled:
-        scale = hp.lr ** 2 / hp.max_lr_snapshot if hp.corrected_weight_decay else hp.lr
+        scale = decay_scale(hp)
         p_new = p * (1.0 - scale * hp.weight_decay)
     denom = xp.maximum(xp.sqrt(v), xp.full_like(v, hp.eps))
     normed = g / denom

@@ -14,6 +14,7 @@ from array_api_compat import device as _device
 
 from .._core import claim, validate_step
 from .._hyper import Hyperparams, check_lr, check_max_lr_snapshot, check_weight_decay, hyperfield
+from .._xp import decay_scale
 from .._registry import OptimInfo, register
 
 __all__ = ["KronHyperparams", "kron_draws", "precond_update_prob_schedule"]
@@ -377,7 +378,7 @@ def kron_kernel(xp, p, g, s, hp, ctx):
         if hp.stochastic_weight_decay:
             wd = 2 * d["wd"] * wd
         if hp.decoupled_decay:
-            scale = hp.lr ** 2 / hp.max_lr_snapshot if hp.corrected_weight_decay else hp.lr
+            scale = decay_scale(hp)
             p *= 1.0 - scale * wd
         else:
             pre = pre + wd * p

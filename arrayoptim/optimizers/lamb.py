@@ -9,7 +9,7 @@ import dataclasses
 from .._hyper import (Hyperparams, check_betas, check_eps, check_lr, check_max_lr_snapshot, check_weight_decay,
                       hyperfield)
 from .._registry import OptimInfo, register
-from .._xp import caution, increment_step, like, new_step, zeros_like
+from .._xp import caution, decay_scale, increment_step, like, new_step, zeros_like
 from .adafactor import lerp_
 
 
@@ -155,7 +155,7 @@ def lamb_kernel(xp, p, g, s, hp, ctx):
         update = caution(xp, update, g)
     if hp.weight_decay != 0:
         if hp.decoupled_decay:
-            scale = hp.lr if not hp.corrected_weight_decay else hp.lr ** 2 / hp.max_lr_snapshot
+            scale = decay_scale(hp)
             p *= 1.0 - scale * hp.weight_decay
         else:
             update = update + hp.weight_decay * p

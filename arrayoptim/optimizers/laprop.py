@@ -6,7 +6,7 @@ import dataclasses
 from .._hyper import (Hyperparams, check_betas, check_eps, check_lr, check_max_lr_snapshot, check_weight_decay,
                       hyperfield)
 from .._registry import OptimInfo, register
-from .._xp import caution, increment_step, like, new_step, zeros_like
+from .._xp import caution, decay_scale, increment_step, like, new_step, zeros_like
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -104,7 +104,7 @@ def laprop_kernel(xp, p, g, s, hp, ctx):
     u = caution(xp, m, g) if hp.caution else m
     p -= like(xp, step_size, p) * u
     if hp.weight_decay != 0:
-        scale = hp.lr if not hp.corrected_weight_decay else hp.lr ** 2 / hp.max_lr_snapshot
+        scale = decay_scale(hp)
         p -= (scale * hp.weight_decay) * p
     return p
 

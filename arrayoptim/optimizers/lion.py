@@ -5,7 +5,7 @@ import dataclasses
 
 from .._hyper import Hyperparams, check_betas, check_lr, check_max_lr_snapshot, check_weight_decay, hyperfield
 from .._registry import OptimInfo, register
-from .._xp import caution, zeros_like
+from .._xp import caution, decay_scale, zeros_like
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -78,7 +78,7 @@ def lion_kernel(xp, p, g, s, hp, ctx):
     beta1, beta2 = hp.betas
     if hp.maximize:
         g = -g
-    scale = hp.lr if not hp.corrected_weight_decay else hp.lr ** 2 / hp.max_lr_snapshot
+    scale = decay_scale(hp)
     p *= 1.0 - scale * hp.weight_decay
     m = s["exp_avg"]
     u = g - m  # sign(m + (1 - beta1) * (g - m))

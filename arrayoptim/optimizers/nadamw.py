@@ -2,12 +2,11 @@ r"""timm's NAdamW, the MLCommons algorithmic-efficiency algorithm (``nadamw``, `
 from __future__ import annotations
 
 import dataclasses
-import math
 
 from .._hyper import (Hyperparams, check_betas, check_eps, check_lr, check_max_lr_snapshot, check_weight_decay,
                       hyperfield)
 from .._registry import OptimInfo, register
-from .._xp import caution, increment_step, like, new_step, zeros_like
+from .._xp import caution, decay_scale, increment_step, like, new_step, rms_clip_denom, zeros_like
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -79,22 +78,13 @@ def nadamw_init(xp, p, hp):
     return {"step": new_step(xp, p), "exp_avg": zeros_like(xp, p), "exp_avg_sq": zeros_like(xp, p)}
 
 
-def _rms_clip_denom(xp, denom, g, threshold):
-    """StableAdamW's update clipping: ``denom * max(1, RMS(g / denom) / threshold)`` (a no-op on empty params)."""
-    n = math.prod(g.shape)
-    if n == 0:
-        return denom
-    rms = xp.sqrt(xp.sum((g / denom) ** 2)) / math.sqrt(n)
-    return denom * xp.clip(rms / threshold, min=1.0)
-
-
 def nadamw_kernel(xp, p, g, s, hp, ctx):
     """Per-array NAdamW update; see :class:`NAdamWHyperparams` for the math."""
     beta1, beta2 = hp.betas
     if hp.maximize:
         g = -g
     t = increment_step(s)
-    scale = hp.lr if not hp.corrected_weight_decay else hp.lr ** 2 / hp.max_lr_snapshot
+    scale = decay_scale(hp)
     p *= 1.0 - scale * hp.weight_decay
     m, v = s["exp_avg"], s["exp_avg_sq"]
     m += (1 - beta1) * (g - m)
@@ -106,7 +96,7 @@ def nadamw_kernel(xp, p, g, s, hp, ctx):
     num = m + (1 - beta1) * (g - m)
     denom = xp.sqrt(v) / bc2_sqrt + hp.eps
     if hp.clipping_threshold is not None:
-        denom = _rms_clip_denom(xp, denom, g, hp.clipping_threshold)
+        denom = rms_clip_denom(xp, denom, g, hp.clipping_threshold)
     if hp.caution:
         num = caution(xp, num, g)
     p -= step_size * (num / denom)

@@ -8,7 +8,7 @@ from array_api_compat import device
 from .._hyper import (Hyperparams, check_betas, check_eps, check_lr, check_max_lr_snapshot, check_weight_decay,
                       hyperfield)
 from .._registry import OptimInfo, register
-from .._xp import assign, increment_step, new_step, zeros_like
+from .._xp import assign, decay_scale, increment_step, new_step, zeros_like
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -96,7 +96,7 @@ def novograd_kernel(xp, p, g, s, hp, ctx):
     u = g / (xp.sqrt(v) + hp.eps)
     if hp.weight_decay != 0:
         if hp.decoupled_decay:
-            scale = hp.lr if not hp.corrected_weight_decay else hp.lr ** 2 / hp.max_lr_snapshot
+            scale = decay_scale(hp)
             p *= 1.0 - scale * hp.weight_decay
         else:
             u = u + hp.weight_decay * p

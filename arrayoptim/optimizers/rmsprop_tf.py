@@ -6,7 +6,7 @@ import dataclasses
 from .._hyper import (Hyperparams, check_eps, check_lr, check_max_lr_snapshot, check_momentum, check_weight_decay,
                       hyperfield)
 from .._registry import OptimInfo, register
-from .._xp import caution, increment_step, new_step, zeros_like
+from .._xp import caution, decay_scale, increment_step, new_step, zeros_like
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -98,7 +98,7 @@ def rmsprop_tf_kernel(xp, p, g, s, hp, ctx):
     increment_step(s)
     if hp.weight_decay != 0:
         if hp.decoupled_decay:
-            scale = hp.lr if not hp.corrected_weight_decay else hp.lr ** 2 / hp.max_lr_snapshot
+            scale = decay_scale(hp)
             p *= 1.0 - scale * hp.weight_decay
         else:
             g = g + hp.weight_decay * p

@@ -7,7 +7,7 @@ import dataclasses
 
 from .._hyper import Hyperparams, check_lr, check_max_lr_snapshot, check_momentum, check_weight_decay, hyperfield
 from .._registry import OptimInfo, register
-from .._xp import caution
+from .._xp import caution, decay_scale
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -107,7 +107,7 @@ def sgd_kernel(xp, p, g, s, hp, ctx):
         g = -g
     decoupled = isinstance(hp, SGDWHyperparams)
     if decoupled:
-        scale = hp.lr if not hp.corrected_weight_decay else hp.lr ** 2 / hp.max_lr_snapshot
+        scale = decay_scale(hp)
         p *= 1.0 - scale * hp.weight_decay
     elif hp.weight_decay != 0:
         g = g + hp.weight_decay * p
