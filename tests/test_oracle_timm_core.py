@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from oracles import check_parity, grad_schedule, make_params
+from oracles import TimmStateView, check_parity, grad_schedule, make_params
 
 timm_optim = pytest.importorskip("timm.optim")
 pytestmark = pytest.mark.oracle
@@ -66,26 +66,7 @@ def test_lookahead_matches_timm(name):
 
     def oracle(groups):
         o = timm_optim.create_optimizer_v2(groups, opt=name, **kwargs)
-        return _LookaheadView(o)
+        return TimmStateView(o)  # lookahead_slow_buff and the group's lookahead_step as per-param slots
 
     check_parity(name, kwargs, oracle, grads=grads)
 
-
-class _LookaheadView:
-    """timm's Lookahead keeps the base optimizer's per-param state plus ``lookahead_slow_buff`` in
-    ``_base_optimizer.state`` and counts steps in the group; expose them as arrayoptim's per-param slots."""
-
-    def __init__(self, opt):
-        self.opt = opt
-
-    def step(self):
-        self.opt.step()
-
-    @property
-    def state(self):
-        base = self.opt._base_optimizer
-        out = {}
-        for group in base.param_groups:
-            for p in group["params"]:
-                out[p] = {**base.state.get(p, {}), "lookahead_step": group["lookahead_step"]}
-        return out
