@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# property tests are reproducible in CI: a fixed seed profile, bounded examples, no wall-clock deadline
+settings.register_profile("arrayoptim", derandomize=True, deadline=None, max_examples=25, print_blob=True)
+settings.load_profile("arrayoptim")
 
 from backends import selected_backends
 

@@ -92,3 +92,59 @@ def test_matches_torch_under_an_lr_schedule(clsname):
             for n, p in t_params.items():
                 assert_close(params[n], p, 1e-10, f"{name} step {t + 1} {n}")
         assert np.isfinite(params["w"]).all()
+
+
+def _error_grid():
+    """torch's construction-error configurations for the mapped classes (those about the params argument itself
+    are skipped: arrayoptim's params are a mapping checked at ``init``/``step``)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.testing._internal.common_optimizers import OptimizerErrorEnum, optim_db
+    out = []
+    for info in optim_db:
+        if info.optim_cls.__name__ not in TORCH_CLASSES:
+            continue
+        for err in info.optim_error_inputs_func(device="cpu", dtype=torch.float64):
+            inp = err.optimizer_error_input
+            if err.error_on != OptimizerErrorEnum.CONSTRUCTION_ERROR or inp.params is not None:
+                continue
+            marks = []
+            if _is_kernel_restriction(inp.kwargs, err.error_regex):
+                marks = [pytest.mark.skip(reason="a restriction of torch's foreach/capturable kernels on Tensor "
+                                                 "hyperparameters; arrayoptim ignores the selectors and accepts "
+                                                 "0-d/1-element values wherever torch accepts a number")]
+            out.append(pytest.param(info.optim_cls, dict(inp.kwargs), err.error_type, err.error_regex, marks=marks,
+                                    id=f"{info.optim_cls.__name__}-{inp.desc.replace(' ', '_')}"))
+    return out
+
+
+def _is_kernel_restriction(kwargs, regex):
+    has_tensor = any(isinstance(v, torch.Tensor) or (isinstance(v, (tuple, list)) and
+                                                     any(isinstance(x, torch.Tensor) for x in v))
+                     for v in kwargs.values())
+    return has_tensor and any(w in str(regex) for w in ("foreach", "capturable", "both floats or both Tensors"))
+
+
+ERROR_GRID = _error_grid()
+
+
+def test_error_grid_covers_every_mapped_class():
+    assert {p.values[0].__name__ for p in ERROR_GRID} == set(TORCH_CLASSES)
+
+
+@pytest.mark.parametrize("cls, kwargs, error, regex", ERROR_GRID)
+def test_error_configurations_raise_the_same_type(cls, kwargs, error, regex):
+    import inspect
+
+    import arrayoptim as ao
+
+    with pytest.raises(error, match=regex):  # torch itself
+        cls([torch.zeros(1, requires_grad=True)], **kwargs)
+    name = TORCH_CLASSES[cls.__name__]
+    fields = set(ao.get_optimizer_info(name).hyperparams.field_names())
+    torch_defaults = {k: p.default for k, p in inspect.signature(cls).parameters.items()
+                      if k in fields and p.default is not inspect.Parameter.empty}
+    with pytest.raises(error):  # with torch's class defaults, not the registry's
+        ao.create_optimizer(name, **{**torch_defaults, **kwargs})
