@@ -520,3 +520,28 @@ def test_cuda_views_match_torch():  # pragma: no cover - only where CUDA exists
 
 def twin_cuda(ts):
     return [t.detach().clone().requires_grad_() for t in ts]
+
+
+def test_a_failing_step_leaves_torch_params_and_state_unchanged():
+    """A step that raises (an invalid lr written into a param group, as a buggy scheduler might) changes nothing."""
+    torch.manual_seed(0)
+    params = [torch.randn(4, 3, dtype=torch.float64, requires_grad=True),
+              torch.randn(3, dtype=torch.float64, requires_grad=True)]
+    opt = ArrayOptimizer([{"params": [params[0]]}, {"params": [params[1]], "lr": 0.1}], opt="adamw", lr=0.01)
+    for _ in range(2):
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opt.step()
+    before_p = [p.detach().clone() for p in params]
+    before_s = {i: {k: v.clone() if torch.is_tensor(v) else v for k, v in opt.state[p].items()}
+                for i, p in enumerate(params)}
+    opt.param_groups[1]["lr"] = -1.0  # the second group fails validation after the first group is fine
+    for p in params:
+        p.grad = torch.randn_like(p)
+    with pytest.raises(ValueError, match="lr"):
+        opt.step()
+    for p, b in zip(params, before_p):
+        assert torch.equal(p.detach(), b)
+    for i, p in enumerate(params):
+        for k, v in before_s[i].items():
+            assert torch.equal(opt.state[p][k], v) if torch.is_tensor(v) else opt.state[p][k] == v
