@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from oracles import check_parity, grad_schedule, hparams_from_torch, make_params
+from oracles import (check_parity, grad_schedule, hparams_from_torch, make_params, optim_db_error_grid,
+                     optim_db_grid)
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("expecttest")
@@ -18,23 +19,7 @@ pytestmark = pytest.mark.oracle
 TORCH_CLASSES = {"SGD": "sgd", "Adam": "adam", "AdamW": "adamw"}
 
 
-def _grid():
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from torch.testing._internal.common_optimizers import optim_db
-    out = []
-    for info in optim_db:
-        cls = info.optim_cls
-        if cls.__name__ not in TORCH_CLASSES:
-            continue
-        for inp in info.optim_inputs_func(device="cpu", dtype=torch.float64):
-            out.append(pytest.param(cls, dict(inp.kwargs), id=f"{cls.__name__}-{inp.desc.replace(' ', '_')}"))
-    return out
-
-
-GRID = _grid()
+GRID = optim_db_grid(TORCH_CLASSES)
 
 
 def test_grid_covers_every_mapped_class():
@@ -94,40 +79,8 @@ def test_matches_torch_under_an_lr_schedule(clsname):
         assert np.isfinite(params["w"]).all()
 
 
-def _error_grid():
-    """torch's construction-error configurations for the mapped classes (those about the params argument itself
-    are skipped: arrayoptim's params are a mapping checked at ``init``/``step``)."""
-    import warnings
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from torch.testing._internal.common_optimizers import OptimizerErrorEnum, optim_db
-    out = []
-    for info in optim_db:
-        if info.optim_cls.__name__ not in TORCH_CLASSES:
-            continue
-        for err in info.optim_error_inputs_func(device="cpu", dtype=torch.float64):
-            inp = err.optimizer_error_input
-            if err.error_on != OptimizerErrorEnum.CONSTRUCTION_ERROR or inp.params is not None:
-                continue
-            marks = []
-            if _is_kernel_restriction(inp.kwargs, err.error_regex):
-                marks = [pytest.mark.skip(reason="a restriction of torch's foreach/capturable kernels on Tensor "
-                                                 "hyperparameters; arrayoptim ignores the selectors and accepts "
-                                                 "0-d/1-element values wherever torch accepts a number")]
-            out.append(pytest.param(info.optim_cls, dict(inp.kwargs), err.error_type, err.error_regex, marks=marks,
-                                    id=f"{info.optim_cls.__name__}-{inp.desc.replace(' ', '_')}"))
-    return out
-
-
-def _is_kernel_restriction(kwargs, regex):
-    has_tensor = any(isinstance(v, torch.Tensor) or (isinstance(v, (tuple, list)) and
-                                                     any(isinstance(x, torch.Tensor) for x in v))
-                     for v in kwargs.values())
-    return has_tensor and any(w in str(regex) for w in ("foreach", "capturable", "both floats or both Tensors"))
-
-
-ERROR_GRID = _error_grid()
+ERROR_GRID = optim_db_error_grid(TORCH_CLASSES)
 
 
 def test_error_grid_covers_every_mapped_class():

@@ -7,12 +7,12 @@ and ~1e-7), and every hyperparameter error configuration torch lists raises the 
 """
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
 
-from oracles import assert_close, check_parity, grad_schedule, hparams_from_torch, make_params, torch_default_dtype
+from oracles import (assert_close, check_parity, grad_schedule, hparams_from_torch, make_params,  # noqa: E402
+                     optim_db_error_grid, optim_db_grid, torch_default_dtype)
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("expecttest")
@@ -26,42 +26,8 @@ TORCH_CLASSES = {"Adadelta": "adadelta", "Adagrad": "adagrad", "Adamax": "adamax
                  "NAdam": "nadam", "RAdam": "radam", "RMSprop": "rmsprop", "Rprop": "rprop"}
 
 
-def _optim_db():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from torch.testing._internal.common_optimizers import OptimizerErrorEnum, optim_db
-    return [info for info in optim_db if info.optim_cls.__name__ in TORCH_CLASSES], OptimizerErrorEnum
-
-
-def _grid():
-    infos, _ = _optim_db()
-    return [pytest.param(info.optim_cls, dict(inp.kwargs), id=f"{info.optim_cls.__name__}-{inp.desc.replace(' ', '_')}")
-            for info in infos for inp in info.optim_inputs_func(device="cpu", dtype=torch.float64)]
-
-
-def _error_grid():
-    """torch's error configurations about hyperparameters.
-
-    Skipped (they are about the params argument, not hyperparameters, and arrayoptim's params are a mapping of
-    names, checked at ``init``/``step``): every entry whose ``params`` is given (a bare Parameter instead of an
-    iterable -> TypeError; duplicate params in a group -> UserWarning; a param in two groups -> ValueError; mixed
-    named/unnamed params or groups -> ValueError), and every STEP_ERROR entry (sparse/complex grads; none are listed
-    for these classes on CPU).
-    """
-    infos, enum = _optim_db()
-    out = []
-    for info in infos:
-        for err in info.optim_error_inputs_func(device="cpu", dtype=torch.float64):
-            inp = err.optimizer_error_input
-            if err.error_on != enum.CONSTRUCTION_ERROR or inp.params is not None:
-                continue
-            out.append(pytest.param(info.optim_cls, dict(inp.kwargs), err.error_type, err.error_regex,
-                                    id=f"{info.optim_cls.__name__}-{inp.desc.replace(' ', '_')}"))
-    return out
-
-
-GRID = _grid()
-ERROR_GRID = _error_grid()
+GRID = optim_db_grid(TORCH_CLASSES)
+ERROR_GRID = optim_db_error_grid(TORCH_CLASSES)
 
 
 def test_grid_covers_every_mapped_class():
