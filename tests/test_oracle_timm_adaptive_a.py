@@ -97,7 +97,7 @@ def test_matches_timm_with_param_groups(name):
     check_parity(name, kwargs, _oracle(name, kwargs), groups=groups, grads=grads)
 
 
-@pytest.mark.parametrize("name", ["lapropc", "adoptc", "cadamc", "lionc", "laprop"])
+@pytest.mark.parametrize("name", ["lapropc", "adoptc", "cadamc", "lionc", "laprop", "sgdc", "csgdc"])
 def test_matches_timm_under_an_lr_schedule(name):
     """Per-step lr overrides equal timm with ``param_group['lr']`` edited each step (corrected decay keeps the
     constructor lr as max_lr; LaProp's running lr average ``exp_avg_lr_1`` follows the schedule)."""
@@ -117,6 +117,7 @@ def test_matches_timm_under_an_lr_schedule(name):
                 assert_close(params[n], p, 1e-10, f"{name} step {t + 1} {n}")
                 for k, v in oracle.state[p].items():
                     assert_close(state[n][k], v, 1e-10, f"{name} step {t + 1} {n} slot {k}")
+        assert opt.hyperparams.max_lr_snapshot == 0.1  # the constructor lr, not the scheduled one
 
 
 def test_adan_group_step_difference():

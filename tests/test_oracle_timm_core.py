@@ -26,32 +26,6 @@ def test_sgd_family_matches_timm(name, weight_decay):
     check_parity(name, kwargs, _timm(name, kwargs))
 
 
-@pytest.mark.parametrize("name", ["csgdc", "sgdc"])
-def test_corrected_decay_uses_constructor_lr_under_a_schedule(name):
-    """timm snapshots the constructor lr as max_lr; a scheduled lr (group['lr'] edits) scales decay by lr**2/max_lr."""
-    import numpy as np
-    import torch
-
-    import arrayoptim as ao
-    from oracles import assert_close, torch_default_dtype
-
-    with torch_default_dtype(torch.float64):
-        np_params, t_params = make_params()
-        oracle = timm_optim.create_optimizer_v2(list(t_params.values()), opt=name, lr=0.1, weight_decay=0.2)
-        opt = ao.create_optimizer(name, lr=0.1, weight_decay=0.2)
-        params, state = np_params, opt.init(np_params)
-        for t, g in enumerate(grad_schedule(np_params, 10)):
-            lr = 0.1 * (t + 1) / 10
-            oracle.param_groups[0]["lr"] = lr
-            for n, p in t_params.items():
-                p.grad = None if g[n] is None else torch.tensor(g[n])
-            oracle.step()
-            params, state = opt.step(params, g, state, hyperparams={"lr": lr})
-            for n, p in t_params.items():
-                assert_close(params[n], p, 1e-10, f"{name} step {t + 1} {n}")
-        assert opt.hyperparams.max_lr_snapshot == 0.1 and np.isfinite(params["w"]).all()
-
-
 @pytest.mark.parametrize("name", ["lookahead_sgd", "lookahead_adamw", "lookahead_csgdw", "lookahead_adam"])
 def test_lookahead_matches_timm(name):
     kwargs = {"lr": 0.05, "weight_decay": 0.01}
