@@ -16,6 +16,7 @@ import arrayoptim as ao
 from arrayoptim._hyper import IMPLEMENTATION_SELECTORS
 from arrayoptim._registry import LOOKAHEAD_PREFIX
 
+from ._inputs import step_inputs
 from ._bridge import Binding, bind, namespace_key, stream_context, to_torch, torch_dtype_of
 
 __all__ = ["ArrayOptimizer"]
@@ -191,9 +192,9 @@ class ArrayOptimizer(torch.optim.Optimizer):
     def _extra_step_kwargs(self, core: Any, part: dict, closure: Callable[[], Any] | None,
                            losses: list) -> dict[str, Any]:
         """What a step needs beyond grads: the closure in the core's form ``f(point) -> (loss, grads)`` for
-        closure-driven optimizers (LBFGS). Hook for Adahessian's Hessian estimate and Kron's draws once those are
-        registered."""
-        extra: dict[str, Any] = {}
+        closure-driven optimizers (LBFGS); Adahessian's Hessian estimate and Kron's draws come from
+        :func:`._inputs.step_inputs`."""
+        extra: dict[str, Any] = step_inputs(self, core, part)
         if part["mask"]:
             extra["grad_mask"] = part["mask"]
         if closure is not None:
