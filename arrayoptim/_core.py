@@ -19,6 +19,7 @@ from array_api_compat import device as _device
 from . import _accel
 from ._hyper import IMPLEMENTATION_SELECTORS, Hyperparams
 from ._registry import LOOKAHEAD_PREFIX, OptimInfo, get_optimizer_info
+from ._xp import assign
 
 __all__ = ["Optimizer", "create_optimizer"]
 
@@ -186,6 +187,7 @@ class Optimizer:
         if extra:
             raise TypeError(f"{self.info.name}.step() got unexpected keyword arguments: {sorted(extra)}")
         xp, active = validate_step(params, grads, state, copy=copy, param_slots=self.info.param_slots)
+        group_t = sync_group_steps(xp, params, state, active, hps) if self.info.group_step else {}
         ctx = self.info.prepare(xp, params, grads, state, hps) if self.info.prepare else {}
         kernel = _accel.select(self.info.kernel, xp)  # the one accelerator seam: info.kernel unless one is enabled
         new_params = dict(params)
@@ -195,6 +197,8 @@ class Optimizer:
             hp = hps.get(name, hps[None])
             s = new_state[name] if name in state else self._init_one(xp, name, p)
             s = {k: claim(xp, v, copy) for k, v in s.items()}
+            if name in group_t:
+                s["step"] = assign(s["step"], xp.astype(group_t[name], s["step"].dtype))
             g = grads[name]
             if g.dtype != p.dtype:
                 g = xp.astype(g, p.dtype)
@@ -225,6 +229,26 @@ class Optimizer:
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
+
+def sync_group_steps(xp: Any, params: Mapping[str, Any], state: Mapping[str, Mapping], active: list[str],
+                     hps: Mapping[str | None, Hyperparams]) -> dict[str, Any]:
+    """timm's per-group step counter, kept in per-param ``step`` slots: name -> the group's count before this step.
+
+    A group is the params sharing a hyperparameter record (the top-level one, or a ``groups`` entry). Its count is
+    the largest ``step`` slot among its params' states, so a param that gets its first grad late starts from the
+    group's count, as in timm. Only params with a grad are written (the others stay untouched, as the API
+    promises), so the one difference left is a ``step()`` where no param of a group has a grad: timm counts it,
+    here nothing changes.
+    """
+    best: dict[int, Any] = {}
+    for name in params:
+        t = state.get(name, {}).get("step")
+        if t is None or not is_array_api_obj(t):
+            continue
+        key = id(hps.get(name, hps[None]))
+        best[key] = t if key not in best else xp.maximum(best[key], xp.astype(t, best[key].dtype))
+    return {n: best[id(hps.get(n, hps[None]))] for n in active if id(hps.get(n, hps[None])) in best}
+
 
 def claim(xp: Any, x: Any, copy: bool | None) -> Any:
     """The array a kernel may update: ``x`` itself (in place), a copy, or ``x`` when immutable (JAX rebinds).

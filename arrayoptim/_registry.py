@@ -52,6 +52,11 @@ class OptimInfo:
         dtype's default tolerance, and says so.
     jit_compatible
         False where the algorithm needs host-side decisions (LBFGS's line search): its step runs eagerly.
+    group_step
+        True where the anchor counts steps per *param group* (timm's Adan and LAMB keep ``group['step']``): before
+        a step, the ``step`` slot of every param with a grad is set to the largest ``step`` slot in its group, so
+        the kernel's increment gives the group's count; params without a grad stay untouched (see
+        :func:`arrayoptim._core.sync_group_steps`).
     elementwise
         True where the update of every element depends only on that element of the param, grad and slots (and on
         scalars): the kernel may run over many params packed into one buffer (:func:`arrayoptim.flat`). Options
@@ -74,6 +79,7 @@ class OptimInfo:
     second_order: bool = False
     jit_compatible: bool = True
     oracle_rtol: float | None = None
+    group_step: bool = False
     elementwise: bool = False
 
     @property

@@ -31,16 +31,17 @@ class AdanHyperparams(Hyperparams):
              - \frac{\gamma\beta_2}{1-\beta_2^t}\frac{d}{\delta} \quad\text{(no\_prox=True)} \\
         q &\leftarrow -g
 
-    State: ``step`` (0-d), ``exp_avg``, ``exp_avg_sq``, ``exp_avg_diff``, ``neg_pre_grad``.
+    State: ``step`` (0-d), ``exp_avg``, ``exp_avg_sq``, ``exp_avg_diff``; ``neg_pre_grad`` from the first step.
 
     Warnings
     --------
     * **Step counter.** timm keeps one ``step`` per *param group* (``group['step']``), incremented on every
-      ``step()`` call even for params without a grad (and even when the whole group has none). Here ``step`` is
-      per param and counts only the steps where the param had a grad (the functional API has no group-level
-      state). The two agree whenever every param gets a grad at every step; a param that misses grads gets
-      bias corrections from a smaller ``t`` than timm's. Likewise ``neg_pre_grad`` is reset to :math:`-g` at the
-      param's own first step (timm: at the group's first step, or when the param first gets a grad).
+      ``step()`` call. Here each param has a ``step`` slot, and before a step the slots of the params with a grad
+      are set to the largest ``step`` of their group (registry flag ``group_step``), so ``t`` is the group's
+      count, as in timm, also for a param that misses grads or gets its first grad late. Params without a grad
+      stay untouched, so one case still differs: a ``step()`` in which *no* param of a group has a grad advances
+      timm's counter and changes nothing here. ``neg_pre_grad`` is created at a param's first grad and reset at
+      the group's first step, as timm does.
     * The gradient difference enters ``n`` and the update weighted by :math:`\beta_2` (and ``d`` by
       :math:`1-\beta_2`), as the reference code does; ``optax.adan`` weights the difference by
       :math:`1-\beta_2` in ``n`` and differs.
@@ -71,15 +72,19 @@ class AdanHyperparams(Hyperparams):
 
 def adan_init(xp, p, hp):
     return {"step": new_step(xp, p), "exp_avg": zeros_like(xp, p), "exp_avg_sq": zeros_like(xp, p),
-            "exp_avg_diff": zeros_like(xp, p), "neg_pre_grad": zeros_like(xp, p)}
+            "exp_avg_diff": zeros_like(xp, p)}  # neg_pre_grad: created at the param's first grad, as timm
 
 
 def adan_kernel(xp, p, g, s, hp, ctx):
     """Per-array Adan update; see :class:`AdanHyperparams` for the math."""
     beta1, beta2, beta3 = hp.betas
     t = increment_step(s)
-    q = s["neg_pre_grad"]
-    q = assign(q, xp.where(t == 1, -g, q))  # the first step's difference is 0
+    if "neg_pre_grad" in s:
+        q = s["neg_pre_grad"]
+        q = assign(q, xp.where(t == 1, -g, q))  # the group's first step: the difference is 0
+    else:  # the param's first grad (timm: 'neg_pre_grad' not in state): the difference is 0
+        q = zeros_like(xp, p)
+        q -= g
     q += g  # now the gradient difference g_t - g_{t-1}
     m, d, n = s["exp_avg"], s["exp_avg_diff"], s["exp_avg_sq"]
     m += (1 - beta1) * (g - m)
@@ -108,7 +113,7 @@ def adan_kernel(xp, p, g, s, hp, ctx):
 register(
     OptimInfo("adan", "Adaptive Nesterov Momentum Algorithm", AdanHyperparams, kernel=adan_kernel, init=adan_init,
               param_slots=("exp_avg", "exp_avg_sq", "exp_avg_diff", "neg_pre_grad"), defaults={"no_prox": False},
-              has_betas=True, num_betas=3),
+              has_betas=True, num_betas=3, group_step=True),
     variants={
         "adanw": ("Adaptive Nesterov Momentum with decoupled weight decay", {"no_prox": True}),
         "cadan": ("Cautious Adaptive Nesterov Momentum Algorithm", {"caution": True, "no_prox": False}),
