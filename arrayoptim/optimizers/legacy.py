@@ -116,7 +116,9 @@ class RAdamLegacyHyperparams(Hyperparams):
       float16/bfloat16 params, but computes float32 and float64 params in their own dtype (the house rule: state
       keeps the param's dtype, and every backend agrees to 1e-10 in float64). So for **float64 params arrayoptim
       is more precise than timm**, and the two differ by float32 rounding (measured at most 4.8e-8 relative in
-      params, 6.1e-8 in state over 12 float64 steps, re-synced each step). A bit-exact float32 emulation is not
+      params, 6.1e-8 in state over 12 float64 steps, re-synced each step). That gap is the float32 compute alone:
+      timm's own ``step`` run with ``Tensor.float()`` kept float64 matches arrayoptim within 1e-10 (params and
+      state, tested). A bit-exact float32 emulation is not
       possible anyway: torch's float32 CPU kernels fuse ``add_(alpha=)``/``addcmul_`` into FMAs and, on AVX-512
       builds, its float32 ``sqrt`` is not correctly rounded (about 17% of values are one ulp off IEEE sqrt).
     * Weight decay is decoupled (``p -= lr * wd * p``), unlike torch.optim.RAdam's default L2; the rectified
