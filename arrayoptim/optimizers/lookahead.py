@@ -25,9 +25,11 @@ class LookaheadHyperparams(Hyperparams):
     * As in timm, the slow weights are created **lazily at the first sync**, as a copy of the fast weights at
       step ``k`` (not of the initial weights), so the first sync changes nothing; the paper starts
       :math:`\phi` at the initial weights.
-    * timm counts ``lookahead_step`` per param group and skips params without a gradient at a sync step; here the
-      count is per param and only advances on steps where that param has a gradient. The two agree whenever every
-      param gets a gradient at every step.
+    * timm counts ``lookahead_step`` per param group (every ``step()`` call) and skips params without a gradient
+      at a sync step. Here each param has a ``lookahead_step`` slot; a param with a gradient takes its group's
+      count (the largest slot in its group) plus one, so syncs happen at timm's steps, also for params that miss
+      gradients. Params without a gradient stay untouched, so one case differs: a ``step()`` in which no param of
+      a group has a gradient advances timm's count and not this one.
 
     References
     ----------
@@ -75,13 +77,18 @@ class Lookahead:
 
     def step(self, params, grads, state, *, copy: bool | None = True, **kwargs):
         """The base optimizer's step, then the slow-weight sync on every ``k``-th step of each param."""
+        group = self.base.hyperparams_for  # params sharing a record are a param group
+        counts: dict[int, int] = {}
+        for name in params:  # timm's per-group count: the largest count among the group's params
+            c = int(state.get(name, {}).get("lookahead_step", 0))
+            counts[id(group(name))] = max(c, counts.get(id(group(name)), 0))
         new_params, new_state = self.base.step(params, grads, state, copy=copy, **kwargs)
         alpha, k = self.lookahead.alpha, self.lookahead.k
         for name in new_params:
             if grads.get(name) is None:
                 continue
             s = new_state[name]
-            s["lookahead_step"] = count = int(s.get("lookahead_step", 0)) + 1
+            s["lookahead_step"] = count = counts.get(id(group(name)), 0) + 1
             if count % k:
                 continue
             fast = new_params[name]  # claimed by the base step
