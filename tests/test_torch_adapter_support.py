@@ -119,15 +119,24 @@ def make_net(seed=0):
     return SmallNet().double()
 
 
-def train_steps(model, opt, steps, seed=3, scheduler=None, per_update=False):
-    """A few forward/backward/step iterations on fixed random data; returns the flat params after each."""
+def train_steps(model, opt, steps, seed=3, scheduler=None, per_update=False, create_graph=False, torch_seed=None):
+    """A few forward/backward/step iterations on fixed random data; returns the flat params after each.
+
+    ``create_graph``: ``backward(create_graph=True)`` (second-order optimizers, as timm's train loop does);
+    ``torch_seed``: seed torch's global RNG first (optimizers that draw from it, e.g. timm's Kron)."""
+    import warnings
+
     g = torch.Generator().manual_seed(seed)
     xs = [torch.randn(5, 2, 6, 6, generator=g, dtype=torch.float64) for _ in range(steps)]
+    if torch_seed is not None:
+        torch.manual_seed(torch_seed)
     out = []
     for t, x in enumerate(xs):
         opt.zero_grad()
         loss = model(x).square().mean()
-        loss.backward()
+        with warnings.catch_warnings():  # torch warns of the param <-> grad reference cycle (zero_grad breaks it)
+            warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True")
+            loss.backward(create_graph=create_graph)
         opt.step()
         if scheduler is not None:
             if per_update:

@@ -16,7 +16,7 @@ import arrayoptim as ao
 from arrayoptim._hyper import IMPLEMENTATION_SELECTORS
 from arrayoptim._registry import LOOKAHEAD_PREFIX
 
-from ._inputs import step_inputs
+from ._inputs import kron_state_dict, persistent_attrs, pop_kron_rng_state, step_inputs
 from ._bridge import Binding, bind, namespace_key, stream_context, to_torch, torch_dtype_of
 
 __all__ = ["ArrayOptimizer"]
@@ -62,6 +62,10 @@ class ArrayOptimizer(torch.optim.Optimizer):
       and read-only cases take a working copy that is written back (see ``arrayoptim.torch._bridge``).
     * ``state[p]`` holds torch tensors under torch/timm's slot names, so ``state_dict``/``load_state_dict`` are
       torch's own and interoperate with the torch/timm optimizer of the same algorithm.
+    * Inputs beyond grads are made here as timm makes them (:mod:`arrayoptim.torch._inputs`): Adahessian's
+      Hessian-diagonal estimate through autograd (call ``loss.backward(create_graph=True)``; ``is_second_order``
+      says so, as timm's train loop asks), drawing from timm's seeded ``generator``; Kron's random draws from timm's
+      ``rng`` (``random.Random(1337)``) and torch's RNG. Same seeds, same trajectory as timm's optimizer.
 
     Examples
     --------
@@ -99,6 +103,11 @@ class ArrayOptimizer(torch.optim.Optimizer):
         """The registry name this optimizer runs (with its ``lookahead_`` prefix, if any)."""
         return self._opt_name
 
+    @property
+    def is_second_order(self) -> bool:
+        """Whether the loss needs ``backward(create_graph=True)`` (Adahessian), as timm's train loop asks."""
+        return bool(self._info.second_order)
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's ``add_param_group``, then the group's hyperparameters are validated at once."""
         super().add_param_group(param_group)
@@ -118,6 +127,7 @@ class ArrayOptimizer(torch.optim.Optimizer):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.update(_opt_name=self._opt_name, _fields=self._fields)
+        state.update(persistent_attrs(self))  # random sources of step inputs (Adahessian, Kron): continued by copies
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -153,10 +163,14 @@ class ArrayOptimizer(torch.optim.Optimizer):
         float32 ``step`` counter of a float64 param becomes float64). Loaded tensors are copied: the optimizer never
         updates the caller's ``state_dict`` in place."""
         self._check_layout(state_dict)
-        super().load_state_dict(state_dict)
+        super().load_state_dict(pop_kron_rng_state(self, state_dict))
         for p, st in list(self.state.items()):
             self._normalize(p, st)
         self._core_cache = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's ``state_dict``, plus Kron's ``rng_state`` (its Python RNG) as timm's Kron saves it."""
+        return kron_state_dict(self, super().state_dict())
 
     # --------------------------------------------------------------------------------------------- internals
     def _core(self) -> Any:
@@ -260,6 +274,9 @@ class ArrayOptimizer(torch.optim.Optimizer):
                                              f"{p.device}: load the state with load_state_dict after moving")
                         sb[k] = bind(v)
                         slots[k] = sb[k].array
+                    elif _is_tensor_list(v):  # a list of tensors (Kron's Q factors)
+                        sb[k] = [bind(x) for x in v]
+                        slots[k] = [b.array for b in sb[k]]
                     else:
                         slots[k] = v
                 part["params"][name] = pb.array
@@ -283,12 +300,21 @@ class ArrayOptimizer(torch.optim.Optimizer):
             del st[k]
         for k, v in new.items():
             b = sb.get(k)
-            if not _is_array(v):
+            if isinstance(v, list) and v and all(_is_array(x) for x in v):  # Kron's Q factors
+                bs = b if isinstance(b, list) and len(b) == len(v) else [None] * len(v)
+                st[k] = [self._store_one(p, pb, bj, k, x) for bj, x in zip(bs, v)]
+            elif not _is_array(v):
                 st[k] = v
             elif b is not None and tuple(b.tensor.shape) == tuple(v.shape):
                 b.write_back(v)
             else:
                 st[k] = self._new_state_tensor(p, pb, k, v)
+
+    def _store_one(self, p: torch.Tensor, pb: Binding, b: Binding | None, k: str, v: Any) -> torch.Tensor:
+        if b is not None and tuple(b.tensor.shape) == tuple(v.shape):
+            b.write_back(v)
+            return b.tensor
+        return self._new_state_tensor(p, pb, k, v)
 
     @staticmethod
     def _new_state_tensor(p: torch.Tensor, pb: Binding, k: str, v: Any) -> torch.Tensor:
@@ -362,6 +388,10 @@ class ArrayOptimizer(torch.optim.Optimizer):
                     if k == "step" or tuple(r.shape) != tuple(p.shape):  # non-param-shaped: the core's dtype
                         v = v.to(dtype=torch_dtype_of(r))
                 st[k] = v.clone()  # never alias the caller's state_dict
+            elif _is_tensor_list(v):  # Kron's Q: copies, in the dtypes init gives them (torch cast them to p's)
+                refs = r if isinstance(r, list) and len(r) == len(v) and all(map(_is_array, r)) else [None] * len(v)
+                st[k] = [x.to(device=p.device, dtype=torch_dtype_of(rj) if rj is not None else x.dtype, copy=True)
+                         for x, rj in zip(v, refs)]
             elif r is not None and _is_array(r) and isinstance(v, numbers.Number):
                 st[k] = torch.tensor(v, dtype=torch_dtype_of(r), device=p.device)
 
@@ -372,6 +402,10 @@ def _densify(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mask = torch.zeros(tuple(g.shape), dtype=torch.bool, device=g.device)
     mask[tuple(g.indices())] = True
     return g.to_dense(), mask
+
+
+def _is_tensor_list(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, torch.Tensor) for x in v)
 
 
 def _is_array(v: Any) -> bool:
