@@ -243,11 +243,57 @@ def sync_group_steps(xp: Any, params: Mapping[str, Any], state: Mapping[str, Map
     best: dict[int, Any] = {}
     for name in params:
         t = state.get(name, {}).get("step")
-        if t is None or not is_array_api_obj(t):
+        if t is None or _kind(t).ns is None:
             continue
         key = id(hps.get(name, hps[None]))
         best[key] = t if key not in best else xp.maximum(best[key], xp.astype(t, best[key].dtype))
     return {n: best[id(hps.get(n, hps[None]))] for n in active if id(hps.get(n, hps[None])) in best}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Kind:
+    """What validation needs to know about an array type, computed once per type (a step checks thousands of
+    arrays of one or two types: asking array-api-compat about each one cost more than AdamW's arithmetic)."""
+
+    ns: Any  # the array namespace (None: not an array)
+    jax: bool  # immutable JAX array or tracer
+    numpy: bool  # a NumPy ndarray: one device, writeability in its flags
+
+
+_KINDS: dict[type, _Kind] = {}
+
+
+def _kind(x: Any) -> _Kind:
+    t = type(x)
+    k = _KINDS.get(t)
+    if k is None:
+        if is_array_api_obj(x):
+            import numpy as np
+
+            k = _Kind(array_namespace(x), is_jax_array(x), t is np.ndarray)
+        else:
+            k = _Kind(None, False, False)
+        if k.ns is None or not (k.numpy and x.dtype.kind == "V"):  # JAX's float0 grads are NumPy-typed: no cache
+            _KINDS[t] = k
+    return k
+
+
+def _writeable(x: Any, k: _Kind) -> bool:
+    return bool(x.flags.writeable) if k.numpy else (not k.jax and is_writeable_array(x))
+
+
+_REAL_FLOATING: dict[tuple[int, Any], bool] = {}
+
+
+def _real_floating(k: _Kind, dtype: Any) -> bool:
+    try:
+        return _REAL_FLOATING[id(k.ns), dtype]
+    except KeyError:
+        ok = bool(k.ns.isdtype(dtype, "real floating"))
+        _REAL_FLOATING[id(k.ns), dtype] = ok
+        return ok
+    except TypeError:  # an unhashable dtype: ask every time
+        return bool(k.ns.isdtype(dtype, "real floating"))
 
 
 def claim(xp: Any, x: Any, copy: bool | None) -> Any:
@@ -255,9 +301,10 @@ def claim(xp: Any, x: Any, copy: bool | None) -> Any:
 
     Writeability has been checked by :func:`validate_step`, so this never raises.
     """
-    if not is_array_api_obj(x) or is_jax_array(x):
+    k = _kind(x)
+    if k.ns is None or k.jax:
         return x
-    if copy is True or (copy is None and not is_writeable_array(x)):
+    if copy is True or (copy is None and not _writeable(x, k)):
         return xp.asarray(x, copy=True)
     return x
 
@@ -268,10 +315,10 @@ def _check_params(params: Any) -> None:
     for n, p in params.items():
         if not isinstance(n, str):
             raise TypeError(f"param names must be str, got {n!r}")
-        if not is_array_api_obj(p):
+        k = _kind(p)
+        if k.ns is None:
             raise TypeError(f"params[{n!r}] must be an array, got {type(p).__name__}")
-        xp = array_namespace(p)
-        if not xp.isdtype(p.dtype, "real floating"):
+        if not _real_floating(k, p.dtype):
             raise ValueError(f"params[{n!r}] must have a real floating dtype, got {p.dtype}")
 
 
@@ -283,6 +330,8 @@ def _namespace(arrays: Iterable[Any], what: str) -> Any:
 
 
 def _same_device(a: Any, b: Any) -> bool:
+    if _kind(a).numpy and _kind(b).numpy:
+        return True
     try:
         return _device(a) == _device(b)
     except Exception:  # tracers without a concrete device: nothing to compare
@@ -308,17 +357,16 @@ def validate_step(params: Mapping[str, Any], grads: Mapping[str, Any], state: Ma
         return None, active
     for n in active:
         p, g = params[n], grads[n]
-        if not is_array_api_obj(g):
+        kp, kg = _kind(p), _kind(g)
+        if kg.ns is None:
             raise TypeError(f"grads[{n!r}] must be an array or None, got {type(g).__name__}")
-        try:
-            array_namespace(p, g)
-        except TypeError:
+        if kg.ns is not kp.ns:
             raise ValueError(
                 f"grads[{n!r}] is a {type(g).__module__}.{type(g).__name__} but its param is a "
-                f"{type(p).__module__}.{type(p).__name__}: one array library per step") from None
+                f"{type(p).__module__}.{type(p).__name__}: one array library per step")
         if tuple(g.shape) != tuple(p.shape):
             raise ValueError(f"grads[{n!r}] has shape {tuple(g.shape)}, its param has shape {tuple(p.shape)}")
-        if not array_namespace(g).isdtype(g.dtype, "real floating"):
+        if not _real_floating(kg, g.dtype):
             raise ValueError(f"grads[{n!r}] must have a real floating dtype like its param, got {g.dtype}")
         if not _same_device(p, g):
             raise ValueError(f"grads[{n!r}] is on device {_device(g)}, its param on {_device(p)}")
@@ -326,12 +374,11 @@ def validate_step(params: Mapping[str, Any], grads: Mapping[str, Any], state: Ma
         if not isinstance(slots, Mapping):
             raise TypeError(f"state[{n!r}] must be a dict of slots, got {type(slots).__name__}")
         for k, v in slots.items():
-            if is_array_api_obj(v):
-                try:
-                    array_namespace(p, v)
-                except TypeError:
+            kv = _kind(v)
+            if kv.ns is not None:
+                if kv.ns is not kp.ns:
                     raise ValueError(f"state[{n!r}][{k!r}] is a {type(v).__name__}, its param a "
-                                     f"{type(p).__name__}: this state does not belong to these params") from None
+                                     f"{type(p).__name__}: this state does not belong to these params")
                 if not _same_device(p, v):
                     raise ValueError(f"state[{n!r}][{k!r}] is on device {_device(v)}, its param on {_device(p)}")
                 if k in param_slots and (tuple(v.shape) != tuple(p.shape) or v.dtype != p.dtype):
@@ -339,7 +386,8 @@ def validate_step(params: Mapping[str, Any], grads: Mapping[str, Any], state: Ma
                                      f"{tuple(p.shape)} and {p.dtype}: this state does not belong to these params")
         if copy is False:
             for what, x in [(f"params[{n!r}]", p)] + [(f"state[{n!r}][{k!r}]", v) for k, v in slots.items()]:
-                if is_array_api_obj(x) and (is_jax_array(x) or not is_writeable_array(x)):
+                kx = _kind(x)
+                if kx.ns is not None and not _writeable(x, kx):
                     raise ValueError(f"copy=False but {what} is read-only (immutable); use copy=None or True")
     xp = _namespace([params[n] for n in active] + [grads[n] for n in active], what="params and grads")
     return xp, active
