@@ -1,6 +1,6 @@
 """ArrayOptimizer against torch.optim: every registered name anchored on a torch.optim class, over torch's own
 optim_db configurations, in float64 (1e-9 relative, params and every state slot after every step); dtypes, layouts,
-zero copy, groups, schedulers, GradScaler, hooks and state_dict interop.
+zero copy, groups, schedulers, GradScaler and hooks (state_dict interop: test_torch_adapter_state.py).
 """
 from __future__ import annotations
 
@@ -428,81 +428,7 @@ def test_closure_hooks_zero_grad_repr_and_deepcopy():
         assert torch.equal(x, y)
 
 
-# ----------------------------------------------------------------------------------------------- state_dict
-
-@pytest.mark.oracle
-@pytest.mark.parametrize("clsname", ["AdamW", "SGD"])
-@pytest.mark.parametrize("direction", ["theirs_into_ours", "ours_into_theirs", "ours_into_ours"])
-def test_state_dict_resume(clsname, direction):
-    """Train 5 steps, move the state across, continue 5 more: identical to an uninterrupted torch run."""
-    kwargs = {"lr": 0.01, "weight_decay": 0.1} if clsname == "AdamW" else {"lr": 0.01, "momentum": 0.9}
-    cls = getattr(torch.optim, clsname)
-    name = TORCH_ANCHORED[clsname]
-    hp = _all_hparams(clsname, kwargs)
-    ts = make_tensors()
-    gs = grads_for(ts, 10)
-    ref = twin(ts)
-    rb = cls(ref, **kwargs)
-    first, second = twin(ts), None
-    o1 = cls(first, **kwargs) if direction == "theirs_into_ours" else ArrayOptimizer(first, opt=name, **hp)
-    for g in gs[:5]:
-        set_grads(first, g)
-        set_grads(ref, g)
-        o1.step()
-        rb.step()
-    second = twin(first)
-    o2 = cls(second, **kwargs) if direction == "ours_into_theirs" else ArrayOptimizer(second, opt=name, **hp)
-    o2.load_state_dict(copy.deepcopy(o1.state_dict()))
-    lockstep(o2, rb, second, ref, gs[5:], RTOL, direction, state=False)
-
-
-def test_load_state_dict_of_another_layout_raises_and_changes_nothing():
-    ts = make_tensors()
-    opt = ArrayOptimizer(ts, opt="adamw", lr=0.1)
-    set_grads(ts, [torch.ones_like(p) for p in ts])
-    opt.step()
-    before = copy.deepcopy(opt.state_dict())
-    other = [torch.zeros(2, 2, requires_grad=True) for _ in ts]
-    o2 = torch.optim.AdamW(other, lr=0.5)
-    set_grads(other, [torch.ones_like(p) for p in other])
-    o2.step()
-    with pytest.raises(ValueError, match="shape"):
-        opt.load_state_dict(o2.state_dict())
-    fewer = torch.optim.AdamW([torch.zeros(2, requires_grad=True)], lr=0.5)
-    with pytest.raises(ValueError, match="doesn't match the size"):
-        opt.load_state_dict(fewer.state_dict())
-    after = opt.state_dict()
-    assert after["param_groups"] == before["param_groups"]
-    for i, slots in before["state"].items():
-        for k, v in slots.items():
-            assert torch.equal(after["state"][i][k], v)
-
-
-def test_loaded_state_does_not_alias_the_callers_dict():
-    ts = make_tensors()
-    a = ArrayOptimizer(ts, opt="adamw", lr=0.1)
-    set_grads(ts, [torch.ones_like(p) for p in ts])
-    a.step()
-    sd = a.state_dict()
-    b = ArrayOptimizer(twin(ts), opt="adamw", lr=0.1)
-    b.load_state_dict(sd)
-    snapshot = sd["state"][0]["exp_avg"].clone()
-    bp = b.param_groups[0]["params"]
-    set_grads(bp, [torch.ones_like(p) for p in bp])
-    b.step()
-    assert torch.equal(sd["state"][0]["exp_avg"], snapshot)
-
-
-def test_float32_step_counter_from_torch_becomes_float64_for_float64_params():
-    ts = make_tensors()
-    b = torch.optim.AdamW(twin(ts), lr=0.1)  # default dtype float32: torch's step counter is float32
-    bp = b.param_groups[0]["params"]
-    set_grads(bp, [torch.ones_like(p) for p in bp])
-    b.step()
-    assert b.state[bp[0]]["step"].dtype == torch.float32
-    a = ArrayOptimizer(ts, opt="adamw", lr=0.1)
-    a.load_state_dict(b.state_dict())
-    assert a.state[ts[0]]["step"].dtype == torch.float64
+# state_dict interop: tests/test_torch_adapter_state.py
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (and CuPy)")

@@ -18,6 +18,7 @@ from arrayoptim._registry import LOOKAHEAD_PREFIX
 
 from ._inputs import kron_state_dict, persistent_attrs, pop_kron_rng_state, step_inputs
 from ._bridge import Binding, bind, namespace_key, stream_context, to_torch, torch_dtype_of
+from ._state import export_state_dict, finish_load, prepare_load, reference_slots
 
 __all__ = ["ArrayOptimizer"]
 
@@ -60,8 +61,17 @@ class ArrayOptimizer(torch.optim.Optimizer):
     * CPU tensors of float16/float32/float64 are updated through zero-copy NumPy views (same ``data_ptr`` across
       steps, for params and state); CUDA tensors through CuPy views on torch's current stream. bfloat16, neg-bit
       and read-only cases take a working copy that is written back (see ``arrayoptim.torch._bridge``).
-    * ``state[p]`` holds torch tensors under torch/timm's slot names, so ``state_dict``/``load_state_dict`` are
-      torch's own and interoperate with the torch/timm optimizer of the same algorithm.
+    * ``state[p]`` holds torch tensors under torch/timm's slot names. ``state_dict()`` is written in the layout of
+      the torch/timm class of the same algorithm (the registry ``anchor``), and ``load_state_dict`` accepts that
+      class's ``state_dict()`` or this class's: a run continues where it left off in either direction (every
+      torch.optim class including LBFGS and SparseAdam, every timm name; Adahessian draws afresh from its seed, as
+      a resumed timm run does). Converted on the way (:mod:`arrayoptim.torch._state`): per-group step counters
+      (timm's Adan/LAMB ``group['step']``, Lookahead's ``group['lookahead_step']``) <-> per-param ``step`` slots,
+      Python-number slots (timm's ``int`` ``step`` in AdaBelief, Adafactor, AdamP, MADGRAD, Mars, NovoGrad, ...)
+      <-> 0-d tensors, timm Adafactor's ``beta1``/``relative_step`` <-> ``betas``/``lr=None``, torch LBFGS's
+      history lists <-> the core's fixed-shape arrays. A state_dict for a different param layout (group count or
+      sizes, slot shapes), with another optimizer's slots or with hyperparameters the record refuses raises
+      ``ValueError`` and changes nothing.
     * Inputs beyond grads are made here as timm makes them (:mod:`arrayoptim.torch._inputs`): Adahessian's
       Hessian-diagonal estimate through autograd (call ``loss.backward(create_graph=True)``; ``is_second_order``
       says so, as timm's train loop asks), drawing from timm's seeded ``generator``; Kron's random draws from timm's
@@ -158,19 +168,18 @@ class ArrayOptimizer(torch.optim.Optimizer):
         return loss
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """torch's ``load_state_dict``, after checking that the saved state fits these params (``ValueError``
-        otherwise, with nothing changed), then normalising slot types to what the core computes with (e.g. a
-        float32 ``step`` counter of a float64 param becomes float64). Loaded tensors are copied: the optimizer never
-        updates the caller's ``state_dict`` in place."""
-        self._check_layout(state_dict)
+        """torch's ``load_state_dict`` for a ``state_dict()`` of this class or of the anchor's torch/timm class: the
+        anchor's layout is converted (:mod:`arrayoptim.torch._state`) and checked against these params first
+        (``ValueError`` otherwise, with nothing changed), then slot types are normalised to what the core computes
+        with (e.g. a float32 ``step`` counter of a float64 param becomes float64). Loaded tensors are copied: the
+        optimizer never updates the caller's ``state_dict`` in place."""
+        state_dict, plan = prepare_load(self, state_dict)
         super().load_state_dict(pop_kron_rng_state(self, state_dict))
-        for p, st in list(self.state.items()):
-            self._normalize(p, st)
-        self._core_cache = None
+        finish_load(self, plan)
 
     def state_dict(self) -> dict[str, Any]:
         """torch's ``state_dict``, plus Kron's ``rng_state`` (its Python RNG) as timm's Kron saves it."""
-        return kron_state_dict(self, super().state_dict())
+        return export_state_dict(self, kron_state_dict(self, super().state_dict()))
 
     # --------------------------------------------------------------------------------------------- internals
     def _core(self) -> Any:
@@ -245,9 +254,14 @@ class ArrayOptimizer(torch.optim.Optimizer):
                 if closure is not None:  # closure-driven: every param takes part; grads come from the closure
                     grad = p.grad if p.grad is not None else torch.zeros_like(p)
                 elif grad is None:
-                    continue
+                    if not (self.state[p] and (self._info.group_step or self._opt_name.startswith(LOOKAHEAD_PREFIX))):
+                        continue
+                    # timm counts steps per group (Adan, LAMB, Lookahead): the core reads the group's count from
+                    # the counter slots of every param of the group, and leaves a param without a grad untouched
                 mask = None
-                if self._sparse_grads():
+                if grad is None:
+                    pass
+                elif self._sparse_grads():
                     if not grad.is_sparse:
                         raise RuntimeError(f"{self._opt_name} does not support dense gradients (param {i}, shape "
                                            f"{tuple(p.shape)}), as torch's SparseAdam; consider Adam instead")
@@ -263,8 +277,8 @@ class ArrayOptimizer(torch.optim.Optimizer):
                 if mask is not None:
                     part["mask"][name] = bind(mask).array
                 pb = bind(p)
-                ga = bind(grad).array  # read only: a view, or a float32 copy of a bfloat16 grad
-                if ga.dtype != pb.array.dtype:  # e.g. a float32 working copy of a bfloat16 param
+                ga = None if grad is None else bind(grad).array  # read only: a view, or a float32 copy of bf16
+                if ga is not None and ga.dtype != pb.array.dtype:  # e.g. a float32 working copy of a bfloat16 param
                     ga = ga.astype(pb.array.dtype)
                 slots, sb = {}, {}
                 for k, v in self.state[p].items():
@@ -329,53 +343,12 @@ class ArrayOptimizer(torch.optim.Optimizer):
 
     # --------------------------------------------------------------------------------------------- state_dict
     def _reference_slots(self, p: torch.Tensor) -> dict[str, Any]:
-        """The slots ``init`` creates for ``p`` (computed on a zero probe of its shape)."""
-        core = self._core()
-        base = getattr(core, "base", core)
-        np_dtype = {torch.float64: np.float64, torch.float16: np.float16}.get(p.dtype, np.float32)
-        probe = np.zeros(tuple(p.shape), dtype=np_dtype)
-        try:
-            return dict(base.info.init(_np_namespace(), probe, base.hyperparams)) if base.info.init else {}
-        except Exception:  # pragma: no cover - an init that needs more than a probe: no reference
-            return {}
+        """The slots the core keeps for ``p`` under the first group's hyperparameters (see
+        :func:`._state.reference_slots`)."""
+        return reference_slots(self, p)[0]
 
-    def _check_layout(self, state_dict: Any) -> None:
-        if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
-            raise ValueError("state_dict must be a dict with 'state' and 'param_groups' (from Optimizer.state_dict()),"
-                             f" got {type(state_dict).__name__} with keys "
-                             f"{sorted(state_dict) if isinstance(state_dict, dict) else None}")
-        saved = state_dict["param_groups"]
-        if len(saved) != len(self.param_groups):
-            raise ValueError(f"loaded state dict has a different number of parameter groups ({len(saved)}, this "
-                             f"optimizer has {len(self.param_groups)})")
-        id_map = {}
-        for gi, (sg, g) in enumerate(zip(saved, self.param_groups)):
-            if len(sg["params"]) != len(g["params"]):
-                raise ValueError(f"loaded state dict contains a parameter group that doesn't match the size of "
-                                 f"optimizer's group (group {gi}: {len(sg['params'])} params saved, "
-                                 f"{len(g['params'])} here)")
-            id_map.update(zip(sg["params"], g["params"]))
-        param_slots = set(self._info.param_slots)
-        for pid, slots in state_dict["state"].items():
-            if pid not in id_map:
-                raise ValueError(f"loaded state dict has state for param id {pid!r}, which no saved group lists")
-            p = id_map[pid]
-            ref = self._reference_slots(p)
-            for k, v in slots.items():
-                if not isinstance(v, torch.Tensor):
-                    continue
-                want = None
-                if k in ref and _is_array(ref[k]):
-                    want = tuple(ref[k].shape)
-                elif k in param_slots:
-                    want = tuple(p.shape)
-                if want is not None and tuple(v.shape) != want:
-                    raise ValueError(f"loaded state dict does not fit this optimizer's params: state[{pid!r}][{k!r}] "
-                                     f"has shape {tuple(v.shape)}, expected {want} for a param of shape "
-                                     f"{tuple(p.shape)} (a state_dict for a different param layout?)")
-
-    def _normalize(self, p: torch.Tensor, st: dict[str, Any]) -> None:
-        ref = self._reference_slots(p)
+    def _normalize(self, p: torch.Tensor, st: dict[str, Any], ref: dict[str, Any] | None = None) -> None:
+        ref = self._reference_slots(p) if ref is None else ref
         for k, v in list(st.items()):
             r = ref.get(k)
             if isinstance(v, torch.Tensor):
@@ -410,10 +383,4 @@ def _is_tensor_list(v: Any) -> bool:
 
 def _is_array(v: Any) -> bool:
     return hasattr(v, "__dlpack__") or isinstance(v, np.generic)
-
-
-def _np_namespace():
-    from array_api_compat import array_namespace
-
-    return array_namespace(np.zeros(0))
 

@@ -1,0 +1,465 @@
+"""``state_dict`` interop of :class:`~arrayoptim.torch.ArrayOptimizer` with the torch.optim / timm class of the same
+algorithm (its registry ``anchor``).
+
+The adapter keeps its state as the core computes with it: one slot dict per param, counters as 0-d tensors,
+L-BFGS's history as fixed-shape arrays. ``state_dict()`` writes it in the anchor's layout
+(:func:`export_state_dict`); ``load_state_dict`` reads the anchor's layout or the adapter's own
+(:func:`prepare_load`, then :func:`finish_load`). What gets converted:
+
+* **Group counters.** timm's Adan and LAMB count steps per param group (``group['step']``: a Python int in Adan,
+  a 0-d tensor in LAMB; registry flag ``group_step``) and timm's Lookahead counts ``group['lookahead_step']``; the
+  core keeps a per-param slot synced to its group's count. Saving writes the group's largest per-param count into
+  the group and drops the per-param slots; loading gives every param with state its group's count.
+* **Host numbers.** Some anchors keep slots as Python numbers: an ``int`` ``step`` in timm's AdaBelief, Adafactor,
+  Adahessian, AdamP, MADGRAD, Mars, NAdamLegacy, NvNovoGrad, RAdamLegacy and torch's SparseAdam; NAdamLegacy's
+  ``m_schedule`` and LaProp's ``exp_avg_lr_1`` as ``float``. They are saved as such and loaded as 0-d tensors in
+  the core's dtype.
+* **Group hyperparameters spelled differently.** timm's Adafactor stores ``beta1`` and ``relative_step`` (the
+  adapter: ``betas``, ``lr=None``); AdafactorBigVision needs ``momentum_dtype`` (the core keeps the momentum in the
+  param dtype; saved as timm's default ``torch.bfloat16`` unless the group carries a value); Mars's
+  ``betas_1d=None`` means ``betas`` (saved as ``betas``, as timm's constructor resolves it).
+* **Selectors.** Saved groups carry ``foreach`` (None unless given), which timm's Adan reads without a default.
+* **L-BFGS's history.** torch keeps ``old_dirs``/``old_stps``/``ro`` as lists of the current history length and
+  ``al`` as a list with ``None`` for entries not yet filled; the core keeps ``(history_size, n)`` /
+  ``(history_size,)`` arrays (zero rows past the history; ``ro == 0`` marks them).
+
+What no state_dict carries (timm's neither): random sources other than Kron's ``rng_state`` (Adahessian's
+Rademacher ``generator``, torch's global RNG that non-``deterministic`` Kron draws from) and timm Adahessian's
+Hessian estimate, which timm keeps on the param (``p.hess``; the adapter saves it as a ``hess`` slot, which timm
+ignores). A resumed run therefore continues exactly for every name except Adahessian (fresh draws from the seed,
+as a resumed timm run) and non-deterministic Kron (unless torch's RNG state is restored too).
+
+Before anything is loaded the (converted) state_dict is checked against these params; a mismatch raises
+``ValueError`` and leaves the optimizer unchanged: the number and sizes of the groups, every loaded group's
+hyperparameters (the record's validation), the shapes of param-shaped and ``init``-created slots, slots ``init``
+creates missing from a param's non-empty state, and slot names this optimizer never creates (compared with one
+step of the core on a small probe of each param's rank and dtype; skipped for optimizers whose step needs more
+than grads, e.g. a closure).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+import arrayoptim as ao
+from arrayoptim._registry import LOOKAHEAD_PREFIX
+
+__all__ = ["AnchorLayout", "ANCHOR_LAYOUTS", "export_state_dict", "prepare_load", "finish_load", "reference_slots"]
+
+_LOOKAHEAD_KEYS = ("lookahead_alpha", "lookahead_k")
+_LOOKAHEAD_COUNTER = "lookahead_step"
+
+
+@dataclasses.dataclass(frozen=True)
+class AnchorLayout:
+    """How an anchor class's ``state_dict`` differs from the adapter's state (nothing, by default).
+
+    Attributes
+    ----------
+    numbers
+        Slot name -> Python type (``int``/``float``) for slots the anchor keeps as Python numbers.
+    tensor_counters
+        The anchor keeps its group ``step`` counter as a 0-d tensor (timm's LAMB), not a Python int (timm's Adan).
+    to_group
+        ``to_group(group)``: sets the anchor's own keys on a saved group dict (derived from the adapter's keys).
+    from_group
+        ``from_group(loaded, current)``: turns the anchor's keys of a loaded group dict into the adapter's (in place);
+        ``current`` is this optimizer's group it replaces.
+    to_state, from_state
+        ``(state, groups, params)``: whole-state conversions (L-BFGS's history), in place on copies; ``params`` is
+        this optimizer's param list, in state_dict order.
+    """
+
+    numbers: Mapping[str, type] = dataclasses.field(default_factory=dict)
+    tensor_counters: bool = False
+    to_group: Callable[[dict], None] | None = None
+    from_group: Callable[[dict, dict], None] | None = None
+    to_state: Callable[[dict, list, list], None] | None = None
+    from_state: Callable[[dict, list, list], None] | None = None
+
+
+# ----------------------------------------------------------------------------------------- per-anchor conversions
+
+def _adafactor_to(g: dict) -> None:
+    betas = g.get("betas")
+    g["beta1"] = None if betas is None else betas[0]
+    g["relative_step"] = g.get("lr") is None
+
+
+def _adafactor_from(g: dict, current: dict) -> None:
+    g.pop("relative_step", None)  # timm derives it from lr (None: relative step), as the core does
+    if "beta1" in g:
+        b1 = g.pop("beta1")
+        old = g.get("betas", current.get("betas"))
+        g["betas"] = None if b1 is None else (b1, old[1] if old is not None else 0.999)
+
+
+def _adafactor_bv_to(g: dict) -> None:
+    g.setdefault("momentum_dtype", torch.bfloat16)  # timm's default; the core keeps the momentum in the param dtype
+
+
+def _mars_to(g: dict) -> None:
+    if g.get("betas_1d") is None:
+        g["betas_1d"] = g.get("betas")  # timm's constructor: betas_1d or betas
+
+
+def _lbfgs_to(state: dict, groups: list, params: list) -> None:
+    first = groups[0]["params"][0] if groups and groups[0]["params"] else None
+    st = state.get(first)
+    if not st or not isinstance(st.get("ro"), torch.Tensor):
+        return
+    k = int((st["ro"] > 0).sum())
+    for name in ("old_dirs", "old_stps"):
+        if isinstance(st.get(name), torch.Tensor):
+            st[name] = [st[name][i] for i in range(k)]
+    st["ro"] = [st["ro"][i] for i in range(k)]
+    if isinstance(st.get("al"), torch.Tensor):
+        st["al"] = [st["al"][i] if i < k else None for i in range(st["al"].shape[0])]
+    for name in ("t", "prev_loss"):
+        if isinstance(st.get(name), torch.Tensor):
+            st[name] = float(st[name])
+
+
+def _lbfgs_from(state: dict, groups: list, params: list) -> None:
+    from arrayoptim.optimizers.lbfgs import SLOTS
+
+    first = groups[0]["params"][0] if groups and groups[0]["params"] else None
+    st = state.get(first)
+    if not st:
+        return
+    unknown = sorted(k for k in st if k not in SLOTS)
+    if unknown:
+        raise ValueError(f"loaded state dict has slots L-BFGS does not use: {unknown} (a state_dict of another "
+                         "optimizer?)")
+    n = sum(p.numel() for p in params)
+    h = int(groups[0]["history_size"])
+    like = params[0]
+
+    def check(name, v, shape):
+        if not isinstance(v, torch.Tensor) or tuple(v.shape) != shape:
+            raise ValueError(f"loaded state dict does not fit these params: L-BFGS's {name} has shape "
+                             f"{tuple(getattr(v, 'shape', ()))}, expected {shape} ({n} param elements in all, "
+                             f"history_size={h}; a state_dict for a different param layout?)")
+
+    def scalar(v):
+        return v.reshape(()) if isinstance(v, torch.Tensor) else torch.tensor(float(v), dtype=like.dtype)
+
+    for name in ("d", "prev_flat_grad"):
+        if st.get(name) is not None:
+            check(name, st[name], (n,))
+    hist = {name: st.get(name) for name in ("old_dirs", "old_stps", "ro")}
+    if any(isinstance(v, (list, tuple)) for v in hist.values()):
+        lens = {name: len(v) for name, v in hist.items() if v is not None}
+        if len(set(lens.values())) > 1 or max(lens.values(), default=0) > h:
+            raise ValueError(f"loaded state dict's L-BFGS history has lengths {lens}, expected equal lengths of at "
+                             f"most history_size={h}")
+        for name in ("old_dirs", "old_stps"):
+            rows = list(hist[name] or [])
+            for i, r in enumerate(rows):
+                check(f"{name}[{i}]", r, (n,))
+            pad = [torch.zeros(n, dtype=like.dtype, device=like.device)] * (h - len(rows))
+            st[name] = torch.stack([r.to(like.dtype) for r in rows] + pad) if h else torch.zeros(0, n)
+        ro = [scalar(v) for v in (hist["ro"] or [])]
+        st["ro"] = torch.stack(ro + [torch.zeros((), dtype=like.dtype)] * (h - len(ro)))
+    if isinstance(st.get("al"), (list, tuple)):
+        al = [torch.zeros((), dtype=like.dtype) if v is None else scalar(v) for v in st["al"]]
+        if len(al) > h:
+            raise ValueError(f"loaded state dict's L-BFGS 'al' has {len(al)} entries, expected history_size={h}")
+        st["al"] = torch.stack(al + [torch.zeros((), dtype=like.dtype)] * (h - len(al)))
+    for name in ("t", "prev_loss", "H_diag"):
+        if st.get(name) is not None:
+            st[name] = scalar(st[name])
+    for name, shape in (("old_dirs", (h, n)), ("old_stps", (h, n)), ("ro", (h,)), ("al", (h,)), ("t", ()),
+                        ("H_diag", ()), ("prev_loss", ())):
+        if st.get(name) is not None:
+            check(name, st[name], shape)
+
+
+_INT_STEP = {"step": int}
+
+#: anchor (``OptimInfo.anchor``) -> how its state_dict differs; anchors not listed store what the adapter stores
+ANCHOR_LAYOUTS: dict[str, AnchorLayout] = {
+    "timm.optim.AdaBelief": AnchorLayout(numbers=_INT_STEP),
+    "timm.optim.Adafactor": AnchorLayout(numbers=_INT_STEP, to_group=_adafactor_to, from_group=_adafactor_from),
+    "timm.optim.AdafactorBigVision": AnchorLayout(to_group=_adafactor_bv_to),
+    "timm.optim.AdamP": AnchorLayout(numbers=_INT_STEP),
+    "timm.optim.adahessian.Adahessian": AnchorLayout(numbers=_INT_STEP),
+    "timm.optim.LaProp": AnchorLayout(numbers={"exp_avg_lr_1": float}),
+    "timm.optim.Lamb": AnchorLayout(tensor_counters=True),
+    "timm.optim.MADGRAD": AnchorLayout(numbers=_INT_STEP),
+    "timm.optim.Mars": AnchorLayout(numbers=_INT_STEP, to_group=_mars_to),
+    "timm.optim.NAdamLegacy": AnchorLayout(numbers={"step": int, "m_schedule": float}),
+    "timm.optim.NvNovoGrad": AnchorLayout(numbers=_INT_STEP),
+    "timm.optim.RAdamLegacy": AnchorLayout(numbers=_INT_STEP),
+    "torch.optim.LBFGS": AnchorLayout(to_state=_lbfgs_to, from_state=_lbfgs_from),
+    "torch.optim.SparseAdam": AnchorLayout(numbers=_INT_STEP),
+}
+_IDENTITY = AnchorLayout()
+
+
+def _layout(opt: Any) -> AnchorLayout:
+    return ANCHOR_LAYOUTS.get(opt._info.anchor, _IDENTITY)
+
+
+def _lookahead(opt: Any) -> bool:
+    return opt.opt_name.startswith(LOOKAHEAD_PREFIX)
+
+
+def _group_counters(opt: Any) -> tuple[str, ...]:
+    """Per-param slots the anchor keeps once per param group."""
+    out = ("step",) if getattr(opt._info, "group_step", False) else ()
+    return out + ((_LOOKAHEAD_COUNTER,) if _lookahead(opt) else ())
+
+
+def _as_number(v: Any, typ: type = int) -> Any:
+    return typ(v.item()) if isinstance(v, torch.Tensor) else typ(v)
+
+
+def _params_in_order(groups: list) -> list:
+    return [p for g in groups for p in g["params"]]
+
+
+# ------------------------------------------------------------------------------------------------------ saving
+
+def export_state_dict(opt: Any, state_dict: dict) -> dict:
+    """``state_dict`` (torch's packing of ``opt``'s state) in the anchor's layout; ``opt``'s state is not touched
+    (slot dicts are copied; tensors are the live ones, as torch's ``state_dict`` returns them)."""
+    layout = _layout(opt)
+    state = {pid: dict(st) for pid, st in state_dict["state"].items() if st}
+    groups = [dict(g) for g in state_dict["param_groups"]]
+    if layout.to_state is not None:
+        layout.to_state(state, groups, _params_in_order(opt.param_groups))
+    for g in groups:
+        for c in _group_counters(opt):
+            counts = [state[pid].pop(c) for pid in g["params"] if c in state.get(pid, {})]
+            if counts:
+                top = max(counts, key=_as_number)
+                g[c] = top.clone() if layout.tensor_counters and isinstance(top, torch.Tensor) else _as_number(top)
+            elif c == _LOOKAHEAD_COUNTER:
+                g[c] = 0  # timm's Lookahead keeps it in every group from the start
+        g.setdefault("foreach", None)  # the selector torch and timm classes share (timm's Adan reads it unguarded)
+        if layout.to_group is not None:
+            layout.to_group(g)
+    for st in state.values():
+        for k, typ in layout.numbers.items():
+            if isinstance(st.get(k), torch.Tensor) and st[k].numel() == 1:
+                st[k] = _as_number(st[k], typ)
+    return {**state_dict, "state": state, "param_groups": groups}
+
+
+# ----------------------------------------------------------------------------------------------------- loading
+
+def _check_structure(opt: Any, state_dict: Any) -> None:
+    if not isinstance(state_dict, Mapping) or "state" not in state_dict or "param_groups" not in state_dict:
+        raise ValueError("state_dict must be a dict with 'state' and 'param_groups' (from Optimizer.state_dict()),"
+                         f" got {type(state_dict).__name__} with keys "
+                         f"{sorted(state_dict) if isinstance(state_dict, Mapping) else None}")
+    saved = state_dict["param_groups"]
+    if len(saved) != len(opt.param_groups):
+        raise ValueError(f"loaded state dict has a different number of parameter groups ({len(saved)}, this "
+                         f"optimizer has {len(opt.param_groups)})")
+    for gi, (sg, g) in enumerate(zip(saved, opt.param_groups)):
+        if not isinstance(sg, Mapping) or len(sg.get("params", ())) != len(g["params"]):
+            raise ValueError(f"loaded state dict contains a parameter group that doesn't match the size of "
+                             f"optimizer's group (group {gi}: {len(sg.get('params', ()))} params saved, "
+                             f"{len(g['params'])} here)")
+
+
+def _hparams(opt: Any, g: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: opt.defaults[k] for k in opt._fields if k in opt.defaults}
+    out.update({k: g[k] for k in opt._fields if k in g})
+    return out
+
+
+def _lookahead_values(opt: Any, groups: list) -> dict[str, Any]:
+    """The loaded groups' ``lookahead_alpha``/``lookahead_k`` (timm keeps them per group; the core has one)."""
+    out = {}
+    for k in _LOOKAHEAD_KEYS:
+        vals = {g[k] for g in groups if k in g}
+        if len(vals) > 1:
+            raise ValueError(f"loaded state dict's groups have different {k} values {sorted(vals)}; arrayoptim's "
+                             "Lookahead has one value for all groups")
+        if vals:
+            out[k] = vals.pop()
+    return out
+
+
+def prepare_load(opt: Any, state_dict: Any) -> tuple[dict, dict]:
+    """``state_dict`` converted to the adapter's layout and checked against ``opt``'s params.
+
+    Returns the dict for torch's ``load_state_dict`` and what :func:`finish_load` needs. Raises ``ValueError`` when
+    the state_dict does not fit; ``state_dict`` and ``opt`` are never modified.
+    """
+    _check_structure(opt, state_dict)
+    layout = _layout(opt)
+    groups = []
+    for i, (sg, g) in enumerate(zip(state_dict["param_groups"], opt.param_groups)):
+        new = dict(sg)
+        if layout.from_group is not None:
+            new = dict(new)
+            layout.from_group(new, g)
+        keep = opt._fields + (_LOOKAHEAD_KEYS if _lookahead(opt) else ())
+        for k in keep:  # hyperparameters the anchor does not save keep this optimizer's values
+            if k not in new and k in g:
+                new[k] = g[k]
+        try:
+            opt._info.hyperparams(**{k: new[k] for k in opt._fields if k in new})
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"loaded state dict's param group {i} has hyperparameters this optimizer refuses: {e}"
+                             ) from None
+        groups.append(new)
+    extra = {}
+    if _lookahead(opt):
+        extra = _lookahead_values(opt, groups)
+        try:
+            ao.create_optimizer(opt.opt_name, **extra)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"loaded state dict's lookahead settings are invalid: {e}") from None
+    id_map, group_of = {}, {}
+    for gi, (sg, g) in enumerate(zip(groups, opt.param_groups)):
+        for pid, p in zip(sg["params"], g["params"]):
+            id_map[pid], group_of[pid] = p, gi
+    state = {}
+    for pid, st in state_dict["state"].items():
+        if pid not in id_map:
+            raise ValueError(f"loaded state dict has state for param id {pid!r}, which no saved group lists")
+        if not isinstance(st, Mapping):
+            raise ValueError(f"loaded state dict's state[{pid!r}] is a {type(st).__name__}, expected a dict of slots")
+        state[pid] = dict(st)
+    if layout.from_state is not None:
+        layout.from_state(state, groups, _params_in_order(opt.param_groups))
+    for g in groups:
+        for c in _group_counters(opt):
+            count = g.pop(c, 0 if c == _LOOKAHEAD_COUNTER else None)
+            if count is None:
+                continue
+            for pid in g["params"]:
+                if state.get(pid) and c not in state[pid]:
+                    state[pid][c] = count
+    refs: dict[int, dict] = {}
+    cache: dict[tuple, tuple] = {}
+    for pid, st in state.items():
+        p, gi = id_map[pid], group_of[pid]
+        key = (gi, tuple(p.shape), p.dtype)
+        if key not in cache:
+            cache[key] = reference_slots(opt, p, groups[gi], extra)
+        ref, known = cache[key]
+        _check_slots(opt, pid, p, st, ref, known)
+        refs[id(p)] = _with_numbers(ref, layout, p)
+    out = {**state_dict, "state": state, "param_groups": groups}
+    return out, {"refs": refs, "lookahead": extra}
+
+
+def _check_slots(opt: Any, pid: Any, p: torch.Tensor, st: dict, ref: dict, known: set | None) -> None:
+    param_slots = set(opt._info.param_slots)
+    for k, v in st.items():
+        if not isinstance(v, torch.Tensor):
+            continue
+        want = None
+        r = ref.get(k)
+        if r is not None and _is_array(r) and not getattr(r, "_probe", False):
+            want = tuple(r.shape)
+        elif k in param_slots:
+            want = tuple(p.shape)
+        if want is not None and tuple(v.shape) != want and not (want == () and v.numel() == 1):
+            raise ValueError(f"loaded state dict does not fit this optimizer's params: state[{pid!r}][{k!r}] "
+                             f"has shape {tuple(v.shape)}, expected {want} for a param of shape "
+                             f"{tuple(p.shape)} (a state_dict for a different param layout?)")
+    if not st:
+        return
+    missing = sorted(k for k, r in ref.items() if k not in st and not getattr(r, "_probe", False))
+    if missing:
+        raise ValueError(f"loaded state dict's state[{pid!r}] lacks the slots {missing} that {opt.opt_name} keeps "
+                         f"(has {sorted(st)}; a state_dict of another optimizer?)")
+    if known is not None:
+        unknown = sorted(k for k in st if k not in known)
+        if unknown:
+            raise ValueError(f"loaded state dict's state[{pid!r}] has slots {opt.opt_name} does not use: {unknown} "
+                             f"(a state_dict of another optimizer?)")
+
+
+class _ProbeRef(np.ndarray):
+    """A reference slot seen only in the probe step (its shape is the probe's, not the param's)."""
+
+    _probe = True
+
+
+def reference_slots(opt: Any, p: torch.Tensor, group: Mapping[str, Any] | None = None,
+                    lookahead: Mapping[str, Any] | None = None) -> tuple[dict, set | None]:
+    """``(ref, known)`` for a param of ``p``'s shape and dtype under ``group``'s hyperparameters.
+
+    ``ref``: the slots ``init`` creates (on a zero param of ``p``'s shape), plus the slots one core step on a small
+    probe of ``p``'s rank creates that ``init`` does not (marked as probe values: names, types and dtypes only).
+    ``known``: every slot name this optimizer keeps, or None when the probe step cannot run (its step needs more
+    than grads: a closure, a Hessian, random draws).
+    """
+    group = opt.param_groups[0] if group is None else group
+    hp = _hparams(opt, group)
+    if _lookahead(opt):
+        hp.update({k: opt.defaults[k] for k in _LOOKAHEAD_KEYS if k in opt.defaults})
+        hp.update(lookahead or {})
+    try:
+        core = ao.create_optimizer(opt.opt_name, **hp)
+    except (TypeError, ValueError):  # pragma: no cover - validated before
+        return {}, None
+    np_dtype = {torch.float64: np.float64, torch.float16: np.float16}.get(p.dtype, np.float32)
+    zero = np.zeros(tuple(p.shape), dtype=np_dtype)
+    try:
+        ref = dict(core.init({"x": zero})["x"])
+    except Exception:  # pragma: no cover - an init that needs more than a zero param: no reference
+        ref = {}
+    probe = np.full(tuple(min(d, 2) for d in p.shape), 0.5, dtype=np_dtype)
+    try:
+        _, state = core.step({"x": probe}, {"x": np.ones_like(probe)}, core.init({"x": probe}))
+    except Exception:  # its step needs more than grads (closure, hessian, draws, ...)
+        return ref, None
+    known = set(ref) | set(state["x"]) | set(opt._info.param_slots)
+    if _lookahead(opt):
+        known |= {_LOOKAHEAD_COUNTER, "lookahead_slow_buff"}  # the slow weights appear at the k-th step
+    for k, v in state["x"].items():
+        if k in ref:
+            continue
+        if _is_array(v):
+            v = np.asarray(v)
+            if v.shape == probe.shape:  # param-shaped: a zero-strided stand-in of the param's shape
+                v = np.broadcast_to(np.zeros((), dtype=v.dtype), tuple(p.shape))
+            v = v.view(_ProbeRef)
+        ref[k] = v
+    return ref, known
+
+
+def _with_numbers(ref: dict, layout: AnchorLayout, p: torch.Tensor) -> dict:
+    """``ref`` plus stand-ins for the anchor's host-number slots it lacks (when no probe step could run): 0-d, in
+    the dtype the core keeps them (``step``: float64 for float64 params, float32 otherwise; others: the param's)."""
+    missing = [k for k in layout.numbers if k not in ref]
+    if not missing:
+        return ref
+    out = dict(ref)
+    for k in missing:
+        if k == "step":
+            dtype = np.float64 if p.dtype == torch.float64 else np.float32
+        else:
+            dtype = {torch.float64: np.float64, torch.float16: np.float16}.get(p.dtype, np.float32)
+        out[k] = np.zeros((), dtype=dtype)
+    return out
+
+
+def finish_load(opt: Any, plan: Mapping[str, Any]) -> None:
+    """After torch's ``load_state_dict``: slot types as the core computes with them, and Lookahead's settings."""
+    refs = plan["refs"]
+    for p, st in list(opt.state.items()):
+        if st:
+            opt._normalize(p, st, refs.get(id(p), {}))
+    for k, v in plan["lookahead"].items():
+        opt.defaults[k] = v
+    for g in opt.param_groups:
+        for k, v in plan["lookahead"].items():
+            g[k] = v
+    opt._core_cache = None
+
+
+def _is_array(v: Any) -> bool:
+    return hasattr(v, "__dlpack__") or isinstance(v, np.generic)
