@@ -38,7 +38,7 @@ NAME_RTOL = {
 NAME_KWARGS = {n: {"deterministic": True} for n in ("kron", "kronc", "kronw")}
 DIRECTIONS = ["theirs_into_ours", "ours_into_theirs", "ours_into_ours"]
 #: group keys torch's classes default in ``__setstate__`` when a loaded group lacks them
-TORCH_DEFAULTED = {"capturable", "differentiable", "fused", "maximize", "foreach", "decoupled_weight_decay"}
+TORCH_DEFAULTED = {"capturable", "differentiable", "fused"}
 #: steps before the switch, steps after
 BEFORE, AFTER = 5, 5
 
