@@ -29,13 +29,16 @@ RTOL = 1e-9
 NAME_RTOL = {
     "torchmuon": 2e-3,  # torch runs Newton-Schulz in bfloat16
     "radamlegacy": 1e-6,  # timm computes RAdamLegacy in float32
-    **{n: 3e-2 for n in ("adafactorbv", "adafactorbvc", "cadafactorbv", "cadafactorbvc")},  # bfloat16 momentum
     **{n: 1e-4 for n in ("muon", "nmuon", "adamuon", "nadamuon")},  # timm's bfloat16 Newton-Schulz matmuls
     **{n: 1e-6 for n in ("kron", "kronc", "kronw")},  # timm's float32 triangular solve
 }
 #: extra keywords per name: Kron draws from its state_dict's ``rng_state`` alone with ``deterministic=True``
 #: (otherwise also from torch's global RNG, which no state_dict carries)
 NAME_KWARGS = {n: {"deterministic": True} for n in ("kron", "kronc", "kronw")}
+#: keywords for timm's side only: Big Vision Adafactor's momentum in the param dtype, as the core keeps it (timm's
+#: default bfloat16 momentum is a documented 3e-2 gap, not an interop matter)
+TIMM_KWARGS = {n: {"momentum_dtype": torch.float64}
+               for n in ("adafactorbv", "adafactorbvc", "cadafactorbv", "cadafactorbvc")}
 DIRECTIONS = ["theirs_into_ours", "ours_into_theirs", "ours_into_ours"]
 #: group keys torch's classes default in ``__setstate__`` when a loaded group lacks them
 TORCH_DEFAULTED = {"capturable", "differentiable", "fused"}
@@ -239,13 +242,12 @@ def test_lbfgs_state_dict_resumes_exactly(kwargs, direction):
         g = torch.Generator().manual_seed(4)
         targets = [torch.randn(t.shape, generator=g, dtype=torch.float64) for t in ts]
         hp = hparams_from_torch(torch.optim.LBFGS([torch.zeros(2, requires_grad=True)], **kwargs).defaults, name)
-        losses = {}
-
         def step(opt, ps, _):
-            losses.setdefault(id(opt), []).append(opt.step(_closure(opt, ps, targets)).item())
+            opt.step(_closure(opt, ps, targets))
 
         saved = resume(("lbfgs", str(kwargs)), lambda ps: torch.optim.LBFGS(ps, **kwargs),
-                       lambda ps: ArrayOptimizer(ps, opt=name, **hp), ts, [None] * 5, direction, RTOL, step=step, switch=2)["state"][0]
+                       lambda ps: ArrayOptimizer(ps, opt=name, **hp), ts, [None] * 5, direction, RTOL, step=step,
+                       switch=2)["state"][0]
     if kwargs["max_iter"] == 2:  # 1 pair of 5 stored: torch's al has None entries (the core keeps zeros)
         assert len(saved["old_dirs"]) == 1 and saved["al"][1:] == [None] * 4
 
@@ -264,8 +266,9 @@ def test_sparseadam_state_dict_resumes_exactly(direction):
         torch.nn.functional.embedding(idx, ps[0], sparse=True).square().sum().backward()
         opt.step()
 
-    resume("sparseadam", lambda ps: torch.optim.SparseAdam(ps, lr=0.05), lambda ps: ArrayOptimizer(ps, opt=name, lr=0.05),
-           weights, list(range(BEFORE + AFTER)), direction, RTOL, step=step)
+    resume("sparseadam", lambda ps: torch.optim.SparseAdam(ps, lr=0.05),
+           lambda ps: ArrayOptimizer(ps, opt=name, lr=0.05), weights, list(range(BEFORE + AFTER)), direction, RTOL,
+           step=step)
 
 
 # ------------------------------------------------------------------------------------------------------ timm
@@ -295,8 +298,8 @@ def test_timm_state_dict_resumes_exactly(name, direction):
     with torch_default_dtype(torch.float64):  # timm keeps some scalar state in the default dtype
         ts = make_tensors()
         kw = NAME_KWARGS.get(name, {})
-        resume(("timm", name), _timm(name, **kw), _ours(name, **kw), ts, grads_for(ts, BEFORE + AFTER), direction,
-               NAME_RTOL.get(name, RTOL))
+        resume(("timm", name), _timm(name, **kw, **TIMM_KWARGS.get(name, {})), _ours(name, **kw), ts,
+               grads_for(ts, BEFORE + AFTER), direction, NAME_RTOL.get(name, RTOL))
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)

@@ -15,8 +15,8 @@ L-BFGS's history as fixed-shape arrays. ``state_dict()`` writes it in the anchor
   ``m_schedule`` and LaProp's ``exp_avg_lr_1`` as ``float``. They are saved as such and loaded as 0-d tensors in
   the core's dtype.
 * **Group hyperparameters spelled differently.** timm's Adafactor stores ``beta1`` and ``relative_step`` (the
-  adapter: ``betas``, ``lr=None``); AdafactorBigVision needs ``momentum_dtype`` (the core keeps the momentum in the
-  param dtype; saved as timm's default ``torch.bfloat16`` unless the group carries a value); Mars's
+  adapter: ``betas``, ``lr=None``); AdafactorBigVision needs ``momentum_dtype`` (saved as the group's param dtype, in
+  which the core keeps the momentum, so timm continues the same algorithm rather than its bfloat16 default); Mars's
   ``betas_1d=None`` means ``betas`` (saved as ``betas``, as timm's constructor resolves it).
 * **Selectors.** Saved groups carry ``foreach`` (None unless given), which timm's Adan reads without a default.
 * **L-BFGS's history.** torch keeps ``old_dirs``/``old_stps``/``ro`` as lists of the current history length and
@@ -64,7 +64,8 @@ class AnchorLayout:
     tensor_counters
         The anchor keeps its group ``step`` counter as a 0-d tensor (timm's LAMB), not a Python int (timm's Adan).
     to_group
-        ``to_group(group)``: sets the anchor's own keys on a saved group dict (derived from the adapter's keys).
+        ``to_group(group, params)``: sets the anchor's own keys on a saved group dict (derived from the adapter's
+        keys and the group's param tensors).
     from_group
         ``from_group(loaded, current)``: turns the anchor's keys of a loaded group dict into the adapter's (in place);
         ``current`` is this optimizer's group it replaces.
@@ -75,7 +76,7 @@ class AnchorLayout:
 
     numbers: Mapping[str, type] = dataclasses.field(default_factory=dict)
     tensor_counters: bool = False
-    to_group: Callable[[dict], None] | None = None
+    to_group: Callable[[dict, list], None] | None = None
     from_group: Callable[[dict, dict], None] | None = None
     to_state: Callable[[dict, list, list], None] | None = None
     from_state: Callable[[dict, list, list], None] | None = None
@@ -83,7 +84,7 @@ class AnchorLayout:
 
 # ----------------------------------------------------------------------------------------- per-anchor conversions
 
-def _adafactor_to(g: dict) -> None:
+def _adafactor_to(g: dict, params: list) -> None:
     betas = g.get("betas")
     g["beta1"] = None if betas is None else betas[0]
     g["relative_step"] = g.get("lr") is None
@@ -97,11 +98,14 @@ def _adafactor_from(g: dict, current: dict) -> None:
         g["betas"] = None if b1 is None else (b1, old[1] if old is not None else 0.999)
 
 
-def _adafactor_bv_to(g: dict) -> None:
-    g.setdefault("momentum_dtype", torch.bfloat16)  # timm's default; the core keeps the momentum in the param dtype
+def _adafactor_bv_to(g: dict, params: list) -> None:
+    dtype = None  # the core keeps the momentum in the param dtype: timm continues likewise
+    for p in params:
+        dtype = p.dtype if dtype is None else torch.promote_types(dtype, p.dtype)
+    g["momentum_dtype"] = dtype or torch.bfloat16  # (timm's default for a group without params)
 
 
-def _mars_to(g: dict) -> None:
+def _mars_to(g: dict, params: list) -> None:
     if g.get("betas_1d") is None:
         g["betas_1d"] = g.get("betas")  # timm's constructor: betas_1d or betas
 
@@ -232,7 +236,7 @@ def export_state_dict(opt: Any, state_dict: dict) -> dict:
     groups = [dict(g) for g in state_dict["param_groups"]]
     if layout.to_state is not None:
         layout.to_state(state, groups, _params_in_order(opt.param_groups))
-    for g in groups:
+    for g, own in zip(groups, opt.param_groups):
         for c in _group_counters(opt):
             counts = [state[pid].pop(c) for pid in g["params"] if c in state.get(pid, {})]
             if counts:
@@ -242,7 +246,7 @@ def export_state_dict(opt: Any, state_dict: dict) -> dict:
                 g[c] = 0  # timm's Lookahead keeps it in every group from the start
         g.setdefault("foreach", None)  # the selector torch and timm classes share (timm's Adan reads it unguarded)
         if layout.to_group is not None:
-            layout.to_group(g)
+            layout.to_group(g, own["params"])
     for st in state.values():
         for k, typ in layout.numbers.items():
             if isinstance(st.get(k), torch.Tensor) and st[k].numel() == 1:
