@@ -19,6 +19,7 @@ from arrayoptim.torch import ArrayOptimizer  # noqa: E402
 from arrayoptim.torch import _bridge  # noqa: E402
 from oracles import hparams_from_torch, torch_default_dtype  # noqa: E402
 from test_torch_adapter_support import (  # noqa: E402
+    step_takes, torch_anchored,
     compare, grads_for, lockstep, make_tensors, set_grads, twin,
 )
 
@@ -27,27 +28,10 @@ RTOL = 1e-9
 CLASS_RTOL = {"Muon": 2e-3}
 
 
-def _torch_anchored():
-    """registry name per torch.optim class (the first name, sorted, whose anchor is that class)."""
-    out = {}
-    for name in ao.list_optimizers():
-        anchor = ao.get_optimizer_info(name).anchor
-        if anchor.startswith("torch.optim.") and hasattr(torch.optim, anchor.split(".")[-1]):
-            out.setdefault(anchor.split(".")[-1], name)
-    return out
-
-
-def _takes(name, kw):
-    import inspect
-
-    fn = ao.get_optimizer_info(name).step_fn
-    return fn is not None and kw in inspect.signature(fn).parameters
-
-
-TORCH_ANCHORED = _torch_anchored()
+TORCH_ANCHORED = torch_anchored()
 #: driven by grads alone (sparse-gradient and closure-driven classes have their own tests)
-DENSE = {c: n for c, n in TORCH_ANCHORED.items() if not _takes(n, "grad_mask") and not _takes(n, "closure")}
-CLOSURE = {c: n for c, n in TORCH_ANCHORED.items() if _takes(n, "closure")}
+DENSE = {c: n for c, n in TORCH_ANCHORED.items() if not step_takes(n, "grad_mask", "closure")}
+CLOSURE = {c: n for c, n in TORCH_ANCHORED.items() if step_takes(n, "closure")}
 
 
 def _grid(classes):

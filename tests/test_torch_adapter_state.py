@@ -9,7 +9,6 @@ for a different param layout (or of another optimizer) raises ``ValueError`` and
 from __future__ import annotations
 
 import copy
-import inspect
 import warnings
 
 import pytest
@@ -21,7 +20,9 @@ import arrayoptim as ao  # noqa: E402
 import arrayoptim.torch as aot  # noqa: E402
 from arrayoptim.torch import ArrayOptimizer  # noqa: E402
 from oracles import hparams_from_torch, torch_default_dtype  # noqa: E402
-from test_torch_adapter_support import assert_close, grads_for, make_tensors, set_grads, twin  # noqa: E402
+from test_torch_adapter_support import (  # noqa: E402
+    assert_close, grads_for, make_tensors, set_grads, step_takes, torch_anchored, twin,
+)
 
 pytestmark = pytest.mark.oracle
 RTOL = 1e-9
@@ -55,23 +56,8 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def _torch_anchored():
-    """registry name per torch.optim class (the first name, sorted, whose anchor is that class)."""
-    out = {}
-    for name in ao.list_optimizers():
-        anchor = ao.get_optimizer_info(name).anchor
-        if anchor.startswith("torch.optim.") and hasattr(torch.optim, anchor.split(".")[-1]):
-            out.setdefault(anchor.split(".")[-1], name)
-    return out
-
-
-def _takes(name, *kws):
-    fn = ao.get_optimizer_info(name).step_fn
-    return fn is not None and bool(set(kws) & set(inspect.signature(fn).parameters))
-
-
-TORCH_ANCHORED = _torch_anchored()
-TORCH_DENSE = sorted(c for c, n in TORCH_ANCHORED.items() if not _takes(n, "closure", "grad_mask"))
+TORCH_ANCHORED = torch_anchored()
+TORCH_DENSE = sorted(c for c, n in TORCH_ANCHORED.items() if not step_takes(n, "closure", "grad_mask"))
 #: non-default kwargs that make the interesting slots exist
 TORCH_KWARGS = {
     "SGD": {"momentum": 0.9, "nesterov": True}, "Adam": {"amsgrad": True}, "AdamW": {"weight_decay": 0.1},
@@ -86,7 +72,7 @@ def _timm_names():
     own = set(TORCH_ANCHORED.values())
     out = []
     for name in ao.list_optimizers():
-        if name in own or name not in timm_names or _takes(name, "closure", "grad_mask"):
+        if name in own or name not in timm_names or step_takes(name, "closure", "grad_mask"):
             continue
         if ao.get_optimizer_info(name).second_order:
             continue  # Adahessian: its own test below (timm's Hessian draws are not in its state_dict)

@@ -145,3 +145,25 @@ def train_steps(model, opt, steps, seed=3, scheduler=None, per_update=False, cre
                 scheduler.step(t + 1)
         out.append(torch.cat([p.detach().flatten() for p in model.parameters()]).clone())
     return out
+
+
+def torch_anchored():
+    """registry name per torch.optim class (the first name, sorted, whose anchor is that class)."""
+    import arrayoptim as ao
+
+    out = {}
+    for name in ao.list_optimizers():
+        anchor = ao.get_optimizer_info(name).anchor
+        if anchor.startswith("torch.optim.") and hasattr(torch.optim, anchor.split(".")[-1]):
+            out.setdefault(anchor.split(".")[-1], name)
+    return out
+
+
+def step_takes(name, *kws):
+    """Whether the registered step of ``name`` takes any of the keywords ``kws`` (closure, grad_mask, ...)."""
+    import inspect
+
+    import arrayoptim as ao
+
+    fn = ao.get_optimizer_info(name).step_fn
+    return fn is not None and bool(set(kws) & set(inspect.signature(fn).parameters))
