@@ -4,7 +4,6 @@ Notebooks are committed without outputs; torch/JAX cells guard themselves, so th
 """
 from __future__ import annotations
 
-import os
 import pathlib
 
 import pytest

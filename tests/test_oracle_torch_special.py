@@ -7,7 +7,6 @@ step within 1e-10 relative (re-synced from torch after each comparison).
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np

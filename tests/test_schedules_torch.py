@@ -8,9 +8,7 @@ from their state dicts halfway through.
 
 from __future__ import annotations
 
-import math
 import random
-import warnings
 
 import pytest
 
@@ -176,7 +174,6 @@ COMPOSITES = [
 
 
 def _build_composite(torch, opt, outer, subs, kw):
-    lrs = opt.param_groups
     torch_subs = [getattr(torch.optim.lr_scheduler, n)(opt, **k) for n, k in subs]
     if outer == "SequentialLR":
         return torch.optim.lr_scheduler.SequentialLR(opt, torch_subs, **kw)

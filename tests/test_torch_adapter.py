@@ -14,7 +14,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import arrayoptim as ao  # noqa: E402
 from arrayoptim.torch import ArrayOptimizer  # noqa: E402
 from arrayoptim.torch import _bridge  # noqa: E402
 from oracles import hparams_from_torch, torch_default_dtype  # noqa: E402

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import bisect
 import math
-import numbers
 from typing import Any, Callable, NamedTuple, Sequence
 
 from . import _base as B
 from ._base import Schedule
 from ._noise import noise_applies, timm_noise
-from ._torch import _plateau_check, _plateau_params, _plateau_update
+from ._torch import _plateau_params, _plateau_update
 
 __all__ = [
     "cosine_lr_scheduler",
