@@ -19,7 +19,7 @@ from array_api_compat import device as _device
 from . import _accel
 from ._hyper import IMPLEMENTATION_SELECTORS, Hyperparams
 from ._registry import LOOKAHEAD_PREFIX, OptimInfo, get_optimizer_info
-from ._xp import assign
+from ._xp import assign, is_half
 
 __all__ = ["Optimizer", "create_optimizer"]
 
@@ -158,7 +158,11 @@ class Optimizer:
         return {n: self._init_one(xp, n, p) for n, p in params.items()}
 
     def _init_one(self, xp: Any, name: str, p: Any) -> dict[str, Any]:
-        return dict(self.info.init(xp, p, self.hyperparams_for(name))) if self.info.init else {}
+        if not self.info.init:
+            return {}
+        if self.info.upcast_half and is_half(xp, p.dtype):
+            p = xp.astype(p, xp.float32)  # float32 state for half-precision params (the anchor's own)
+        return dict(self.info.init(xp, p, self.hyperparams_for(name)))
 
     # ------------------------------------------------------------------------------------------------- step
     def step(self, params: Mapping[str, Any], grads: Mapping[str, Any | None], state: Mapping[str, Mapping],
@@ -186,7 +190,8 @@ class Optimizer:
             return self.info.step_fn(self, params, grads, state, copy=copy, hps=hps, **extra)
         if extra:
             raise TypeError(f"{self.info.name}.step() got unexpected keyword arguments: {sorted(extra)}")
-        xp, active = validate_step(params, grads, state, copy=copy, param_slots=self.info.param_slots)
+        xp, active = validate_step(params, grads, state, copy=copy, param_slots=self.info.param_slots,
+                                   upcast_half=self.info.upcast_half)
         group_t = sync_group_steps(xp, params, state, active, hps) if self.info.group_step else {}
         ctx = self.info.prepare(xp, params, grads, state, hps) if self.info.prepare else {}
         kernel = _accel.select(self.info.kernel, xp)  # the one accelerator seam: info.kernel unless one is enabled
@@ -200,9 +205,13 @@ class Optimizer:
             if name in group_t:
                 s["step"] = assign(s["step"], xp.astype(group_t[name], s["step"].dtype))
             g = grads[name]
-            if g.dtype != p.dtype:
-                g = xp.astype(g, p.dtype)
-            new_params[name] = kernel(xp, claim(xp, p, copy), g, s, hp, ctx)
+            if self.info.upcast_half and is_half(xp, p.dtype):  # the anchor's float32 compute, rounded once
+                new = kernel(xp, xp.astype(p, xp.float32), xp.astype(g, xp.float32), s, hp, ctx)
+                new_params[name] = assign(claim(xp, p, copy), xp.astype(new, p.dtype))
+            else:
+                if g.dtype != p.dtype:
+                    g = xp.astype(g, p.dtype)
+                new_params[name] = kernel(xp, claim(xp, p, copy), g, s, hp, ctx)
             new_state[name] = s
         return new_params, new_state
 
@@ -339,8 +348,11 @@ def _same_device(a: Any, b: Any) -> bool:
 
 
 def validate_step(params: Mapping[str, Any], grads: Mapping[str, Any], state: Mapping[str, Mapping],
-                  *, copy: bool | None, param_slots: Iterable[str] = ()) -> tuple[Any, list[str]]:
-    """Every check a step needs, done before anything is written. Returns ``(xp, names with a grad)``."""
+                  *, copy: bool | None, param_slots: Iterable[str] = (),
+                  upcast_half: bool = False) -> tuple[Any, list[str]]:
+    """Every check a step needs, done before anything is written. Returns ``(xp, names with a grad)``.
+
+    ``param_slots`` have the param's shape and dtype (float32 for half-precision params with ``upcast_half``)."""
     _check_params(params)
     if not isinstance(grads, Mapping):
         raise TypeError(f"grads must be a mapping from names to arrays, got {type(grads).__name__}")
@@ -370,6 +382,7 @@ def validate_step(params: Mapping[str, Any], grads: Mapping[str, Any], state: Ma
             raise ValueError(f"grads[{n!r}] must have a real floating dtype like its param, got {g.dtype}")
         if not _same_device(p, g):
             raise ValueError(f"grads[{n!r}] is on device {_device(g)}, its param on {_device(p)}")
+        want = kp.ns.float32 if upcast_half and is_half(kp.ns, p.dtype) else p.dtype
         slots = state.get(n, {})
         if not isinstance(slots, Mapping):
             raise TypeError(f"state[{n!r}] must be a dict of slots, got {type(slots).__name__}")
@@ -381,9 +394,9 @@ def validate_step(params: Mapping[str, Any], grads: Mapping[str, Any], state: Ma
                                      f"{type(p).__name__}: this state does not belong to these params")
                 if not _same_device(p, v):
                     raise ValueError(f"state[{n!r}][{k!r}] is on device {_device(v)}, its param on {_device(p)}")
-                if k in param_slots and (tuple(v.shape) != tuple(p.shape) or v.dtype != p.dtype):
-                    raise ValueError(f"state[{n!r}][{k!r}] has shape {tuple(v.shape)} and dtype {v.dtype}, its param "
-                                     f"{tuple(p.shape)} and {p.dtype}: this state does not belong to these params")
+                if k in param_slots and (tuple(v.shape) != tuple(p.shape) or v.dtype != want):
+                    raise ValueError(f"state[{n!r}][{k!r}] has shape {tuple(v.shape)} and dtype {v.dtype}, expected "
+                                     f"{tuple(p.shape)} and {want}: this state does not belong to these params")
         if copy is False:
             for what, x in [(f"params[{n!r}]", p)] + [(f"state[{n!r}][{k!r}]", v) for k, v in slots.items()]:
                 kx = _kind(x)

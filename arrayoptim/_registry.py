@@ -57,6 +57,10 @@ class OptimInfo:
         a step, the ``step`` slot of every param with a grad is set to the largest ``step`` slot in its group, so
         the kernel's increment gives the group's count; params without a grad stay untouched (see
         :func:`arrayoptim._core.sync_group_steps`).
+    upcast_half
+        True where the anchor computes float16/bfloat16 params in float32 (timm's AdaBelief, Adafactor and
+        RAdamLegacy): the core hands the kernel float32 copies of such a param and its grad, keeps its state in
+        float32, and rounds the result back into the param once per step.
     elementwise
         True where the update of every element depends only on that element of the param, grad and slots (and on
         scalars): the kernel may run over many params packed into one buffer (:func:`arrayoptim.flat`). Options
@@ -80,6 +84,7 @@ class OptimInfo:
     jit_compatible: bool = True
     oracle_rtol: float | None = None
     group_step: bool = False
+    upcast_half: bool = False
     elementwise: bool = False
 
     @property

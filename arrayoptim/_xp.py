@@ -34,6 +34,11 @@ def step_dtype(xp: Any, p: Any) -> Any:
     return xp.float64 if p.dtype == xp.float64 else xp.float32
 
 
+def is_half(xp: Any, dtype: Any) -> bool:
+    """Whether ``dtype`` is float16 or bfloat16 (where the namespace has them: the standard has neither)."""
+    return any(h is not None and dtype == h for h in (getattr(xp, "float16", None), getattr(xp, "bfloat16", None)))
+
+
 def new_step(xp: Any, p: Any) -> Any:
     """A fresh ``step`` slot: a 0-d zero on ``p``'s device."""
     return xp.zeros((), dtype=step_dtype(xp, p), device=_device(p))

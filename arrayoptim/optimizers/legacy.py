@@ -106,8 +106,8 @@ class RAdamLegacyHyperparams(Hyperparams):
         p &\leftarrow p - \frac{\gamma\, r_t}{1-\beta_1^t}\,\frac{m}{\sqrt v + \epsilon} \quad (\rho_t \ge 5)
             \qquad\text{else}\qquad p \leftarrow p - \frac{\gamma}{1-\beta_1^t}\, m
 
-    State: ``step`` (0-d), ``exp_avg`` (m), ``exp_avg_sq`` (v): float32 for half-precision params (as timm),
-    the param's dtype otherwise.
+    State: ``step`` (0-d), ``exp_avg`` (m), ``exp_avg_sq`` (v): float32 for half-precision params (as timm:
+    registry flag ``upcast_half``), the param's dtype otherwise.
 
     Warnings
     --------
@@ -151,29 +151,18 @@ class RAdamLegacyHyperparams(Hyperparams):
         check_weight_decay(self.weight_decay)
 
 
-def _compute_dtype(xp, p):
-    """float32 for half-precision params (timm's float32 compute), the param's own dtype otherwise."""
-    return p.dtype if p.dtype in (xp.float32, xp.float64) else xp.float32
-
-
 def radam_legacy_init(xp, p, hp):
-    pc = xp.astype(p, _compute_dtype(xp, p))
-    return {"step": new_step(xp, p), "exp_avg": zeros_like(xp, pc), "exp_avg_sq": zeros_like(xp, pc)}
+    return {"step": new_step(xp, p), "exp_avg": zeros_like(xp, p), "exp_avg_sq": zeros_like(xp, p)}
 
 
 def radam_legacy_kernel(xp, p, g, s, hp, ctx):
     """Per-array RAdamLegacy update; see :class:`RAdamLegacyHyperparams` for the math."""
     beta1, beta2 = hp.betas
-    f32 = _compute_dtype(xp, p)  # float32 for half-precision params, else the param's dtype
-    g32 = xp.astype(g, f32)
-    p32 = xp.astype(p, f32, copy=True)
     m, v = s["exp_avg"], s["exp_avg_sq"]
-    if m.dtype != f32:  # a state converted elsewhere: cast the moments to the compute dtype, as timm does
-        m, v = xp.astype(m, f32), xp.astype(v, f32)
     v *= beta2
-    v += (1 - beta2) * g32 * g32
+    v += (1 - beta2) * g * g
     m *= beta1
-    m += (1 - beta1) * g32
+    m += (1 - beta1) * g
     s["exp_avg"], s["exp_avg_sq"] = m, v
     t = increment_step(s)
     beta2_t = beta2 ** t
@@ -181,18 +170,16 @@ def radam_legacy_kernel(xp, p, g, s, hp, ctx):
     rho_t = rho_inf - 2 * t * beta2_t / (1 - beta2_t)
     bc1 = 1 - beta1 ** t
     if hp.weight_decay != 0:
-        p32 += (-hp.weight_decay * hp.lr) * p32
-    plain = p32 - xp.astype(hp.lr / bc1, f32) * m
+        p += (-hp.weight_decay * hp.lr) * p
+    plain = p - like(xp, hp.lr / bc1, p) * m
     if rho_inf > 5:  # static: rho_t < rho_inf, so below 5 the rectified branch never happens
         rect = rho_t >= 5
         arg = ((1 - beta2_t) * (rho_t - 4) / (rho_inf - 4) * (rho_t - 2) / rho_t * rho_inf / (rho_inf - 2))
         arg = xp.where(rect, arg, xp.ones_like(arg))  # keep sqrt away from the negative values it never selects
-        neg_step = -xp.astype(hp.lr * xp.sqrt(arg) / bc1, f32)
-        rectified = p32 + (neg_step * m) / (xp.sqrt(v) + hp.eps)  # torch's addcdiv_: self + (value * t1) / t2
-        p32 = xp.where(rect, rectified, plain)
-    else:
-        p32 = plain
-    return assign(p, xp.astype(p32, p.dtype))
+        neg_step = -like(xp, hp.lr * xp.sqrt(arg) / bc1, p)
+        rectified = p + (neg_step * m) / (xp.sqrt(v) + hp.eps)  # torch's addcdiv_: self + (value * t1) / t2
+        return assign(p, xp.where(rect, rectified, plain))
+    return assign(p, plain)
 
 
 register(OptimInfo("nadamlegacy", "legacy impl of NAdam that pre-dates inclusion in torch.optim",
@@ -200,4 +187,4 @@ register(OptimInfo("nadamlegacy", "legacy impl of NAdam that pre-dates inclusion
                    param_slots=("exp_avg", "exp_avg_sq"), has_betas=True))
 register(OptimInfo("radamlegacy", "legacy impl of RAdam that predates inclusion in torch.optim",
                    RAdamLegacyHyperparams, kernel=radam_legacy_kernel, init=radam_legacy_init, has_betas=True,
-                   oracle_rtol=1e-6))  # timm computes RAdamLegacy in float32 for every param dtype (~5e-8)
+                   upcast_half=True, oracle_rtol=1e-6))  # timm computes RAdamLegacy in float32 for every param dtype (~5e-8)

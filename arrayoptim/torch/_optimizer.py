@@ -330,12 +330,12 @@ class ArrayOptimizer(torch.optim.Optimizer):
             return b.tensor
         return self._new_state_tensor(p, pb, k, v)
 
-    @staticmethod
-    def _new_state_tensor(p: torch.Tensor, pb: Binding, k: str, v: Any) -> torch.Tensor:
+    def _new_state_tensor(self, p: torch.Tensor, pb: Binding, k: str, v: Any) -> torch.Tensor:
         """A torch-allocated slot holding ``v`` (param-shaped float slots of a working-copy param take the
-        param's dtype, as torch keeps them)."""
+        param's dtype, as torch keeps them, unless the anchor keeps float32 state for half-precision params)."""
         dtype = torch_dtype_of(v)
-        if pb.copied and k != "step" and tuple(v.shape) == tuple(p.shape) and dtype.is_floating_point:
+        if (pb.copied and k != "step" and tuple(v.shape) == tuple(p.shape) and dtype.is_floating_point
+                and not (self._info.upcast_half and p.dtype in (torch.float16, torch.bfloat16))):
             dtype = p.dtype
         out = torch.empty(tuple(v.shape), dtype=dtype, device=p.device)
         out.copy_(to_torch(v, p.device))
