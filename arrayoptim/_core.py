@@ -202,16 +202,18 @@ class Optimizer:
             hp = hps.get(name, hps[None])
             s = new_state[name] if name in state else self._init_one(xp, name, p)
             s = {k: claim(xp, v, copy) for k, v in s.items()}
-            if name in group_t:
+            pctx = ctx
+            if name in group_t:  # timm's per-group count; 'fresh': the param's first grad (its own count was 0)
+                pctx = {**ctx, "fresh": s["step"] == 0}
                 s["step"] = assign(s["step"], xp.astype(group_t[name], s["step"].dtype))
             g = grads[name]
             if self.info.upcast_half and is_half(xp, p.dtype):  # the anchor's float32 compute, rounded once
-                new = kernel(xp, xp.astype(p, xp.float32), xp.astype(g, xp.float32), s, hp, ctx)
+                new = kernel(xp, xp.astype(p, xp.float32), xp.astype(g, xp.float32), s, hp, pctx)
                 new_params[name] = assign(claim(xp, p, copy), xp.astype(new, p.dtype))
             else:
                 if g.dtype != p.dtype:
                     g = xp.astype(g, p.dtype)
-                new_params[name] = kernel(xp, claim(xp, p, copy), g, s, hp, ctx)
+                new_params[name] = kernel(xp, claim(xp, p, copy), g, s, hp, pctx)
             new_state[name] = s
         return new_params, new_state
 

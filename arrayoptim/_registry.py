@@ -55,7 +55,8 @@ class OptimInfo:
     group_step
         True where the anchor counts steps per *param group* (timm's Adan and LAMB keep ``group['step']``): before
         a step, the ``step`` slot of every param with a grad is set to the largest ``step`` slot in its group, so
-        the kernel's increment gives the group's count; params without a grad stay untouched (see
+        the kernel's increment gives the group's count, and the kernel's ``ctx['fresh']`` says whether this is the
+        param's first grad (its own count was 0); params without a grad stay untouched (see
         :func:`arrayoptim._core.sync_group_steps`).
     upcast_half
         True where the anchor computes float16/bfloat16 params in float32 (timm's AdaBelief, Adafactor and

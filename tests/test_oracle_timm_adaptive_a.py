@@ -153,3 +153,13 @@ def test_group_step_counter_without_resync(name):
                     assert_close(state[n][k], v, 1e-10, f"{name} step {t + 1} {n} slot {k}")
                 if g[n] is not None:
                     assert float(state[n]["step"]) == float(group["step"])
+
+
+def test_adan_state_keeps_one_structure():
+    """timm creates ``neg_pre_grad`` at a param's first grad; here it exists from ``init`` (the first-grad reset
+    comes from the core's ``fresh`` flag), so a step returns the slots it was given (``jax.lax.scan`` carries)."""
+    opt = ao.create_optimizer("adan", lr=0.01)
+    params = {"w": np.ones(3), "b": np.ones(2)}
+    state = opt.init(params)
+    _, new = opt.step(params, {"w": np.ones(3), "b": None}, state)
+    assert {n: sorted(s) for n, s in new.items()} == {n: sorted(s) for n, s in state.items()}

@@ -31,7 +31,7 @@ class AdanHyperparams(Hyperparams):
              - \frac{\gamma\beta_2}{1-\beta_2^t}\frac{d}{\delta} \quad\text{(no\_prox=True)} \\
         q &\leftarrow -g
 
-    State: ``step`` (0-d), ``exp_avg``, ``exp_avg_sq``, ``exp_avg_diff``; ``neg_pre_grad`` from the first step.
+    State: ``step`` (0-d), ``exp_avg``, ``exp_avg_sq``, ``exp_avg_diff``, ``neg_pre_grad``.
 
     Warnings
     --------
@@ -40,8 +40,9 @@ class AdanHyperparams(Hyperparams):
       are set to the largest ``step`` of their group (registry flag ``group_step``), so ``t`` is the group's
       count, as in timm, also for a param that misses grads or gets its first grad late. Params without a grad
       stay untouched, so one case still differs: a ``step()`` in which *no* param of a group has a grad advances
-      timm's counter and changes nothing here. ``neg_pre_grad`` is created at a param's first grad and reset at
-      the group's first step, as timm does.
+      timm's counter and changes nothing here. ``neg_pre_grad`` is set to :math:`-g` at a param's first grad and
+      at the group's first step, as timm does (timm creates it then; here it exists from ``init``, so the state
+      keeps one structure, e.g. for ``jax.lax.scan``).
     * The gradient difference enters ``n`` and the update weighted by :math:`\beta_2` (and ``d`` by
       :math:`1-\beta_2`), as the reference code does; ``optax.adan`` weights the difference by
       :math:`1-\beta_2` in ``n`` and differs.
@@ -72,19 +73,18 @@ class AdanHyperparams(Hyperparams):
 
 def adan_init(xp, p, hp):
     return {"step": new_step(xp, p), "exp_avg": zeros_like(xp, p), "exp_avg_sq": zeros_like(xp, p),
-            "exp_avg_diff": zeros_like(xp, p)}  # neg_pre_grad: created at the param's first grad, as timm
+            "exp_avg_diff": zeros_like(xp, p), "neg_pre_grad": zeros_like(xp, p)}
 
 
 def adan_kernel(xp, p, g, s, hp, ctx):
     """Per-array Adan update; see :class:`AdanHyperparams` for the math."""
     beta1, beta2, beta3 = hp.betas
     t = increment_step(s)
-    if "neg_pre_grad" in s:
-        q = s["neg_pre_grad"]
-        q = assign(q, xp.where(t == 1, -g, q))  # the group's first step: the difference is 0
-    else:  # the param's first grad (timm: 'neg_pre_grad' not in state): the difference is 0
-        q = zeros_like(xp, p)
-        q -= g
+    q = s["neg_pre_grad"]
+    first = t == 1  # the group's first step, or (ctx['fresh']) the param's first grad: the difference is 0
+    if "fresh" in ctx:
+        first = first | ctx["fresh"]
+    q = assign(q, xp.where(first, -g, q))
     q += g  # now the gradient difference g_t - g_{t-1}
     m, d, n = s["exp_avg"], s["exp_avg_diff"], s["exp_avg_sq"]
     m += (1 - beta1) * (g - m)
