@@ -1,7 +1,7 @@
 """Optimizers that timm steps with per-group counters (Adan's and LAMB's ``group['step']``, Lookahead's
 ``group['lookahead_step']``) through the adapter: with params that miss grads, get their first grad late, and two
 param groups, the trajectory equals timm's (float64, 1e-10 relative), because the adapter hands the core the counter
-slots of gradless params too."""
+slots of gradless params too, and advances the counters of a group in which no param has a grad (timm counts it)."""
 from __future__ import annotations
 
 import pytest
@@ -24,8 +24,9 @@ def _tensors(seed=0):
 
 def _missing(i, t):
     """p0 misses step 5, p1 steps 5, 6 and 12 (the first Lookahead sync is step 6), and p2 gets its first grad at
-    step 5: then it is the only param of its group with a grad, and the group's count is in the others' slots."""
-    return (i == 0 and t == 4) or (i == 1 and t in (4, 5, 11)) or (i == 2 and t < 4)
+    step 5: then it is the only param of its group with a grad, and the group's count is in the others' slots.
+    p3, alone in group 1, misses steps 8 and 9: timm still counts them for its group (and so does the adapter)."""
+    return (i == 0 and t == 4) or (i == 1 and t in (4, 5, 11)) or (i == 2 and t < 4) or (i == 3 and t in (7, 8))
 
 
 @pytest.mark.parametrize("name", ["adan", "lamb", "lookahead_adamw", "lookahead_adan"])
@@ -46,5 +47,5 @@ def test_group_counters_match_timm_with_missing_grads(name):
             for i, (p, q) in enumerate(zip(ours, theirs)):
                 assert_close(p, q, 1e-10, f"{name} step {t + 1} param {i}")
         counter = "lookahead_step" if name.startswith("lookahead_") else "step"
-        group = b.param_groups[0]
-        assert float(a.state[ours[0]][counter]) == float(group[counter]) == 13
+        for p, group in ((ours[0], b.param_groups[0]), (ours[3], b.param_groups[1])):
+            assert float(a.state[p][counter]) == float(group[counter]) == 13

@@ -306,7 +306,28 @@ class ArrayOptimizer(torch.optim.Optimizer):
             for name, (p, pb, sb) in part["b"].items():
                 pb.write_back(new_params[name])
                 self._store_state(p, pb, sb, new_state[name])
+        self._count_gradless_groups()
         return losses[0] if losses else None
+
+    def _count_gradless_groups(self) -> None:
+        """timm advances a per-group counter (Adan's and LAMB's ``step``, Lookahead's ``lookahead_step``) on every
+        ``step()``, also for a group in which no param has a grad (frozen, or not yet unfrozen). The core leaves
+        such params untouched, so the adapter, which holds the groups, advances their counter slots itself: the
+        group's count, read by the core from those slots, then stays timm's."""
+        keys = (("step",) if self._info.group_step else ()) + (
+            ("lookahead_step",) if self._opt_name.startswith(LOOKAHEAD_PREFIX) else ())
+        if not keys:
+            return
+        for g in self.param_groups:
+            if any(p.grad is not None for p in g["params"]):
+                continue
+            for p in g["params"]:
+                st = self.state.get(p, {})
+                for k in keys:
+                    if isinstance(st.get(k), torch.Tensor):
+                        st[k].add_(1)
+                    elif isinstance(st.get(k), numbers.Number):
+                        st[k] += 1
 
     def _store_state(self, p: torch.Tensor, pb: Binding, sb: dict[str, Binding], new: dict[str, Any]) -> None:
         st = self.state[p]
