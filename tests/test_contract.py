@@ -274,3 +274,29 @@ def test_unknown_optimizer_name_suggests_close_matches():
         ao.create_optimizer("adamm")
     with pytest.raises(ValueError, match="Unknown optimizer name 'lookahead_nope'|Unknown optimizer name 'nope'"):
         ao.create_optimizer("lookahead_nope")
+
+
+@pytest.mark.parametrize("base", ["adamw", "adan"])
+def test_lookahead_runs_under_jax_jit_like_numpy(base):
+    """JAX params get Lookahead's traceable layout (an int32 counter, the slow buffer from ``init``): under
+    ``jax.jit`` 14 steps with k=3 and missing grads give NumPy's eager result (1e-12), counter included."""
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    params = {"w": rng.standard_normal((4, 3)), "b": rng.standard_normal(3)}
+    grads = [{"w": rng.standard_normal((4, 3)), "b": None if t in (4, 5) else rng.standard_normal(3)}
+             for t in range(14)]
+    opt = ao.create_optimizer(f"lookahead_{base}", lr=0.05, lookahead_k=3)
+    p, s = params, opt.init(params)
+    pj = {k: jnp.asarray(v) for k, v in params.items()}
+    sj = opt.init(pj)
+    step = jax.jit(lambda p, g, s: opt.step(p, g, s))
+    for g in grads:
+        p, s = opt.step(p, g, s)
+        pj, sj = step(pj, {k: None if v is None else jnp.asarray(v) for k, v in g.items()}, sj)
+    for k in params:
+        np.testing.assert_allclose(np.asarray(pj[k]), p[k], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(sj[k]["lookahead_slow_buff"]), s[k]["lookahead_slow_buff"], rtol=1e-12)
+        assert int(sj[k]["lookahead_step"]) == s[k]["lookahead_step"] == 14
