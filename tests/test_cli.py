@@ -89,6 +89,95 @@ def test_verify_against_timm_and_float32():
     assert r.returncode == 0 and "SKIP" in rows(r.stdout)["sgdw"] and "no torch oracle" in r.stdout
 
 
+#: the names whose step takes more than grads (closure=, grad_mask=, hessian=, draws=) and their oracles
+DRIVEN = {"lbfgs": "torch.optim.LBFGS", "sparseadam": "torch.optim.SparseAdam", "adahessian": "timm:adahessian",
+          "kron": "timm:kron", "kronc": "timm:kronc", "kronw": "timm:kronw"}
+
+
+@needs_oracles
+@pytest.mark.oracle
+def test_verify_runs_every_registered_name_including_closure_sparse_hessian_and_draws():
+    """With torch and timm installed nothing is skipped: LBFGS (closure=), SparseAdam (grad_mask=), Adahessian
+    (hessian=) and Kron (draws=) run beside their oracles like the rest, within 1e-10 in float64."""
+    import arrayoptim as ao
+
+    r = run("verify", "--steps", "6")
+    assert r.returncode == 0, r.stdout + r.stderr
+    table = rows(r.stdout)
+    assert set(table) >= set(ao.list_optimizers())
+    n = len(ao.list_optimizers())
+    assert re.search(rf"\b{n} passed, 0 failed, 0 errors, 0 skipped \(float64, 6 steps, rtol 1e-10", r.stdout), r.stdout
+    for name, oracle in DRIVEN.items():
+        assert table[name][1] == oracle and table[name][4] == "PASS", table[name]
+        assert float(table[name][2]) <= 1e-12 and float(table[name][3]) <= 1e-10, table[name]
+    notes = {name: " ".join(table[name][5:]) for name in DRIVEN}
+    assert "closure-driven" in notes["lbfgs"] and "closure call's loss compared" in notes["lbfgs"]
+    assert "sparse COO grads" in notes["sparseadam"] and "grad_mask" in notes["sparseadam"]
+    assert "timm's generator" in notes["adahessian"]
+    assert all("replayed into draws=" in notes[k] and "run in the param dtype" in notes[k]
+               for k in ("kron", "kronc", "kronw"))
+    assert "documented gap" not in " ".join(notes.values())
+
+
+@needs_oracles
+@pytest.mark.oracle
+def test_verify_driven_names_documented_gaps_and_lookahead():
+    """LBFGS in float32 (double scalars here, float32 tensors in torch) and Kron against timm's own float32
+    triangular solve (a timm without the function verify swaps) run within their documented gaps, and say so."""
+    r = run("verify", "lbfgs", "sparseadam", "adahessian", "kron", "--dtype", "float32", "--steps", "4")
+    assert r.returncode == 0, r.stdout + r.stderr
+    table = rows(r.stdout)
+    assert all(table[k][4] == "PASS" for k in ("lbfgs", "sparseadam", "adahessian", "kron"))
+    assert "documented gap in float32: rtol 0.001" in " ".join(table["lbfgs"])
+    assert "documented gap" not in " ".join(table["kron"])
+    code = textwrap.dedent("""
+        import sys
+        from arrayoptim import verify as V
+        class Float32Solve(V.ReplayedDrawsDriver):
+            def __init__(self):
+                super().__init__()
+                self.patch = False   # as on a timm without _solve_triangular_right
+        V.STEP_INPUT_DRIVERS["draws"] = Float32Solve
+        from arrayoptim.__main__ import main
+        sys.exit(main(sys.argv[1:]))
+    """)
+    r = run("verify", "kron", "kronw", "--steps", "4", code=code)
+    assert r.returncode == 0, r.stdout + r.stderr
+    table = rows(r.stdout)
+    for k in ("kron", "kronw"):
+        note = " ".join(table[k][5:])
+        assert table[k][4] == "PASS" and "float32 triangular solve kept" in note
+        assert "documented gap in float64: rtol 1e-06" in note and float(table[k][3]) > 1e-12  # the gap is real
+    r = run("verify", "lookahead_kron", "--steps", "2")
+    assert r.returncode == 0 and rows(r.stdout)["lookahead_kron"][4] == "SKIP" and "draws" in r.stdout
+
+
+@needs_oracles
+@pytest.mark.oracle
+def test_verify_driven_names_fail_on_a_wrong_step():
+    """The driven comparisons are real: a step off by one part in a million FAILs for each driver."""
+    code = textwrap.dedent("""
+        import dataclasses, functools, sys
+        from arrayoptim import _registry
+        from arrayoptim.__main__ import main
+        def off(fn):
+            @functools.wraps(fn)   # the same signature: the same step inputs, the same driver
+            def wrong(*args, **kwargs):
+                params, state = fn(*args, **kwargs)
+                return {k: v * (1 + 1e-6) for k, v in params.items()}, state
+            return wrong
+        for name in ("lbfgs", "sparseadam", "adahessian", "kron"):
+            info = _registry.get_optimizer_info(name)
+            _registry._REGISTRY[name] = dataclasses.replace(info, step_fn=off(info.step_fn))
+        sys.exit(main(sys.argv[1:]))
+    """)
+    r = run("verify", "lbfgs", "sparseadam", "adahessian", "kron", "--steps", "2", code=code)
+    assert r.returncode == 1, r.stdout + r.stderr
+    table = rows(r.stdout)
+    assert all(table[k][4] == "FAIL" for k in ("lbfgs", "sparseadam", "adahessian", "kron")), r.stdout
+    assert "0 passed, 4 failed, 0 errors, 0 skipped" in r.stdout
+
+
 @needs_oracles
 @pytest.mark.oracle
 def test_verify_fails_on_a_wrong_kernel_and_names_the_first_divergence():
