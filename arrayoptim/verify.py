@@ -631,28 +631,34 @@ class ClosureDriver(Driver):
         raw.step(closure)
 
     def slot_map(self, name, theirs):
-        if not theirs:
-            return theirs
-        h, out = self.history, {}
-        n = int(theirs["d"].numel()) if "d" in theirs else 0
-        for k, v in theirs.items():
-            if k in ("old_dirs", "old_stps"):
-                out[k] = np.stack([_np(x) for x in v] + [np.zeros(n, dtype=_np(theirs["d"]).dtype)] * (h - len(v)))
-            elif k == "ro":
-                out[k] = np.array([float(x) for x in v] + [0.0] * (h - len(v)))
-            elif k == "al":
-                out[k] = np.array([0.0 if x is None else float(x) for x in v])
-            elif k in ("t", "H_diag", "prev_loss"):
-                out[k] = np.array(float(v))
-            else:
-                out[k] = v
-        return out
+        return lbfgs_state_as_arrays(theirs, self.history)
 
     def extra_pairs(self):
         return [(self.ours_losses, self.theirs_losses, "closure losses")]
 
     def rtol_for(self, dtype):
         return LBFGS_FLOAT32_RTOL if dtype == "float32" else None
+
+
+def lbfgs_state_as_arrays(theirs: Mapping[str, Any], history_size: int) -> dict[str, Any]:
+    """torch LBFGS's ``state[first param]`` (history lists, ``None`` in ``al``, Python numbers) in arrayoptim's
+    fixed-shape form: ``(history_size, n)`` / ``(history_size,)`` arrays with zero rows past the history."""
+    if not theirs:
+        return dict(theirs)
+    h, out = history_size, {}
+    n = int(theirs["d"].numel()) if "d" in theirs else 0
+    for k, v in theirs.items():
+        if k in ("old_dirs", "old_stps"):
+            out[k] = np.stack([_np(x) for x in v] + [np.zeros(n, dtype=_np(theirs["d"]).dtype)] * (h - len(v)))
+        elif k == "ro":
+            out[k] = np.array([float(x) for x in v] + [0.0] * (h - len(v)))
+        elif k == "al":
+            out[k] = np.array([0.0 if x is None else float(x) for x in v])
+        elif k in ("t", "H_diag", "prev_loss"):
+            out[k] = np.array(float(v))
+        else:
+            out[k] = v
+    return out
 
 
 #: LBFGS against torch in float32: scalars in double here, float32 tensors in torch (see ClosureDriver)

@@ -339,25 +339,9 @@ def _objective(lib, p, coef, sign, skip=()):
 
 def _lbfgs_slots(h):
     """torch's LBFGS state (lists, None, Python numbers) in arrayoptim's flat form."""
-    def convert(name, st):
-        if not st:
-            return st
-        out = {}
-        for k, v in st.items():
-            if k in ("old_dirs", "old_stps"):
-                n = st["d"].numel()
-                rows = [x.numpy() for x in v] + [np.zeros(n)] * (h - len(v))
-                out[k] = np.stack(rows)
-            elif k == "ro":
-                out[k] = np.array([float(x) for x in v] + [0.0] * (h - len(v)))
-            elif k == "al":
-                out[k] = np.array([0.0 if x is None else float(x) for x in v])
-            elif k in ("t", "H_diag", "prev_loss"):
-                out[k] = np.array(float(v))
-            else:
-                out[k] = v
-        return out
-    return convert
+    from arrayoptim.verify import lbfgs_state_as_arrays
+
+    return lambda name, st: lbfgs_state_as_arrays(st, h)
 
 
 @pytest.mark.parametrize("kwargs", _grid("LBFGS") + [
