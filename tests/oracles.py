@@ -79,3 +79,47 @@ def _is_kernel_restriction(kwargs, regex):
                                                      any(isinstance(x, torch.Tensor) for x in v))
                      for v in kwargs.values())
     return has_tensor and any(w in str(regex) for w in ("foreach", "capturable", "both floats or both Tensors"))
+
+
+# ------------------------------------------------------------------------- lockstep under an edited param_group lr
+
+def check_lr_schedule_parity(name, ours_kwargs, make_oracle, lrs, rtol=1e-10):
+    """Step the oracle with ``param_group['lr'] = lrs[t]`` written into every group (what a scheduler does) beside
+    ``ao.create_optimizer(name, **ours_kwargs).step(..., hyperparams={'lr': lrs[t]})``, float64, no re-sync; params
+    and every oracle state slot must agree within ``rtol`` after each step.
+
+    ``make_oracle(tensors)`` builds the oracle; ``ours_kwargs`` is a dict or ``f(oracle) -> dict`` (e.g. torch's
+    defaults read back with :func:`hparams_from_torch`). Returns ``(opt, params)`` for further checks.
+    """
+    import torch
+
+    import arrayoptim as ao
+
+    with torch_default_dtype(torch.float64):
+        np_params, t_params = make_params()
+        oracle = make_oracle(list(t_params.values()))
+        opt = ao.create_optimizer(name, **(ours_kwargs(oracle) if callable(ours_kwargs) else ours_kwargs))
+        params, state = np_params, opt.init(np_params)
+        for t, (g, lr) in enumerate(zip(grad_schedule(np_params, len(lrs)), lrs)):
+            for group in oracle.param_groups:
+                group["lr"] = lr
+            for n, p in t_params.items():
+                p.grad = None if g[n] is None else torch.tensor(g[n])
+            oracle.step()
+            params, state = opt.step(params, g, state, hyperparams={"lr": lr})
+            for n, p in t_params.items():
+                assert_close(params[n], p, rtol, f"{name} step {t + 1} {n}")
+                for k, v in oracle.state[p].items():
+                    assert_close(state[n][k], v, rtol, f"{name} step {t + 1} {n} slot {k}")
+    return opt, params
+
+
+def check_optim_db_parity(cls, kwargs, name, scale=1.0, steps=12):
+    """torch's optim_db configuration ``cls(**kwargs)`` beside ``name`` with torch's resolved defaults read back
+    (:func:`hparams_from_torch`), 12 steps, grads of size ``scale`` (tiny grads expose eps placement)."""
+    import torch
+
+    probe = cls([torch.zeros(1, requires_grad=True)], **kwargs)
+    np_params, _ = make_params()
+    check_parity(name, hparams_from_torch(probe.defaults, name), lambda groups: cls(groups, **kwargs), steps=steps,
+                 grads=grad_schedule(np_params, steps, scale=scale))

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from oracles import TimmStateView, assert_close, check_parity, grad_schedule, make_params, torch_default_dtype
+from oracles import (TimmStateView, assert_close, check_lr_schedule_parity, check_parity, grad_schedule, make_params,
+                     torch_default_dtype)
 
 timm_optim = pytest.importorskip("timm.optim")
 torch = pytest.importorskip("torch")
@@ -97,23 +98,10 @@ def test_matches_timm_with_param_groups(name):
 def test_matches_timm_under_an_lr_schedule(name):
     """Per-step lr overrides equal timm with ``param_group['lr']`` edited each step (corrected decay keeps the
     constructor lr as max_lr; LaProp's running lr average ``exp_avg_lr_1`` follows the schedule)."""
-    with torch_default_dtype(torch.float64):
-        np_params, t_params = make_params()
-        oracle = timm_optim.create_optimizer_v2(list(t_params.values()), opt=name, lr=0.1, weight_decay=0.2)
-        opt = ao.create_optimizer(name, lr=0.1, weight_decay=0.2)
-        params, state = np_params, opt.init(np_params)
-        for t, g in enumerate(grad_schedule(np_params, 10)):
-            lr = 0.1 * (t + 1) / 10
-            oracle.param_groups[0]["lr"] = lr
-            for n, p in t_params.items():
-                p.grad = None if g[n] is None else torch.tensor(g[n])
-            oracle.step()
-            params, state = opt.step(params, g, state, hyperparams={"lr": lr})
-            for n, p in t_params.items():
-                assert_close(params[n], p, 1e-10, f"{name} step {t + 1} {n}")
-                for k, v in oracle.state[p].items():
-                    assert_close(state[n][k], v, 1e-10, f"{name} step {t + 1} {n} slot {k}")
-        assert opt.hyperparams.max_lr_snapshot == 0.1  # the constructor lr, not the scheduled one
+    kwargs = {"lr": 0.1, "weight_decay": 0.2}
+    opt, _ = check_lr_schedule_parity(name, kwargs, lambda ts: timm_optim.create_optimizer_v2(ts, opt=name, **kwargs),
+                                      [0.1 * (t + 1) / 10 for t in range(10)])
+    assert opt.hyperparams.max_lr_snapshot == 0.1  # the constructor lr, not the scheduled one
 
 
 @pytest.mark.parametrize("name", ["adan", "lamb"])

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from oracles import (check_parity, grad_schedule, hparams_from_torch, make_params, optim_db_error_grid,
-                     optim_db_grid)
+from oracles import check_optim_db_parity, check_parity, hparams_from_torch, optim_db_error_grid, optim_db_grid
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("expecttest")
@@ -30,12 +29,7 @@ def test_grid_covers_every_mapped_class():
 @pytest.mark.parametrize("cls, kwargs", GRID)
 def test_matches_torch_over_its_optim_db(cls, kwargs, scale):
     """Tiny grads (~1e-7) make ``eps`` placement and bias-correction details visible above the tolerance."""
-    name = TORCH_CLASSES[cls.__name__]
-    probe = cls([torch.zeros(1, requires_grad=True)], **kwargs)
-    ours = hparams_from_torch(probe.defaults, name)
-    np_params, _ = make_params()
-    check_parity(name, ours, lambda groups: cls(groups, **kwargs), steps=12,
-                 grads=grad_schedule(np_params, 12, scale=scale))
+    check_optim_db_parity(cls, kwargs, TORCH_CLASSES[cls.__name__], scale=scale)
 
 
 @pytest.mark.parametrize("clsname", sorted(TORCH_CLASSES))
@@ -55,28 +49,14 @@ def test_matches_torch_under_an_lr_schedule(clsname):
     """A per-step ``hyperparams={'lr': ...}`` override equals torch with ``param_group['lr']`` edited each step."""
     import numpy as np
 
-    from oracles import assert_close, grad_schedule, make_params, torch_default_dtype
-    import arrayoptim as ao
+    from oracles import check_lr_schedule_parity
 
     cls = getattr(torch.optim, clsname)
     name = TORCH_CLASSES[clsname]
     kwargs = {"lr": 0.1, "momentum": 0.9} if clsname == "SGD" else {"lr": 0.1}
-    with torch_default_dtype(torch.float64):
-        np_params, t_params = make_params()
-        oracle = cls(list(t_params.values()), **kwargs)
-        opt = ao.create_optimizer(name, **hparams_from_torch(oracle.defaults, name))
-        params, state = np_params, opt.init(np_params)
-        for t, g in enumerate(grad_schedule(np_params, 8)):
-            lr = 0.1 * 0.5 ** t
-            for group in oracle.param_groups:
-                group["lr"] = lr
-            for n, p in t_params.items():
-                p.grad = None if g[n] is None else torch.tensor(g[n])
-            oracle.step()
-            params, state = opt.step(params, g, state, hyperparams={"lr": lr})
-            for n, p in t_params.items():
-                assert_close(params[n], p, 1e-10, f"{name} step {t + 1} {n}")
-        assert np.isfinite(params["w"]).all()
+    _, params = check_lr_schedule_parity(name, lambda oracle: hparams_from_torch(oracle.defaults, name),
+                                         lambda ts: cls(ts, **kwargs), [0.1 * 0.5 ** t for t in range(8)])
+    assert np.isfinite(params["w"]).all()
 
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from oracles import (assert_close, check_parity, grad_schedule, hparams_from_torch, make_params,  # noqa: E402
-                     optim_db_error_grid, optim_db_grid, torch_default_dtype)
+from oracles import (check_lr_schedule_parity, check_optim_db_parity, check_parity, grad_schedule,  # noqa: E402
+                     hparams_from_torch, make_params, optim_db_error_grid, optim_db_grid)
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("expecttest")
@@ -40,12 +40,7 @@ def test_grid_covers_every_mapped_class():
 @pytest.mark.parametrize("cls, kwargs", GRID)
 def test_matches_torch_over_its_optim_db(cls, kwargs, scale):
     """Tiny grads (~1e-7) make ``eps`` placement and bias-correction details visible above the tolerance."""
-    name = TORCH_CLASSES[cls.__name__]
-    probe = cls([torch.zeros(1, requires_grad=True)], **kwargs)
-    ours = hparams_from_torch(probe.defaults, name)
-    np_params, _ = make_params()
-    check_parity(name, ours, lambda groups: cls(groups, **kwargs), steps=12,
-                 grads=grad_schedule(np_params, 12, scale=scale))
+    check_optim_db_parity(cls, kwargs, TORCH_CLASSES[cls.__name__], scale=scale)
 
 
 @pytest.mark.parametrize("cls, kwargs, error, regex", ERROR_GRID)
@@ -96,24 +91,9 @@ def test_matches_torch_under_an_lr_schedule(clsname):
     including the first step (ASGD's ``eta`` starts at the lr of the first step, as torch's lazy state does)."""
     cls = getattr(torch.optim, clsname)
     name = TORCH_CLASSES[clsname]
-    with torch_default_dtype(torch.float64):
-        np_params, t_params = make_params()
-        oracle = cls(list(t_params.values()), lr=0.1)
-        opt = ao.create_optimizer(name, **hparams_from_torch(oracle.defaults, name))
-        params, state = np_params, opt.init(np_params)
-        for t, g in enumerate(grad_schedule(np_params, 8)):
-            lr = 0.1 * 0.5 ** (t + 1)
-            for group in oracle.param_groups:
-                group["lr"] = lr
-            for n, p in t_params.items():
-                p.grad = None if g[n] is None else torch.tensor(g[n])
-            oracle.step()
-            params, state = opt.step(params, g, state, hyperparams={"lr": lr})
-            for n, p in t_params.items():
-                assert_close(params[n], p, 1e-10, f"{name} step {t + 1} {n}")
-                for k, v in oracle.state[p].items():
-                    assert_close(state[n][k], v, 1e-10, f"{name} step {t + 1} {n} slot {k}")
-        assert np.isfinite(params["w"]).all()
+    _, params = check_lr_schedule_parity(name, lambda oracle: hparams_from_torch(oracle.defaults, name),
+                                         lambda ts: cls(ts, lr=0.1), [0.1 * 0.5 ** (t + 1) for t in range(8)])
+    assert np.isfinite(params["w"]).all()
 
 
 def test_asgd_float32_scalar_quirk():
