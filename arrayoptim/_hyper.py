@@ -20,7 +20,8 @@ IMPLEMENTATION_SELECTORS = frozenset({"foreach", "fused", "capturable", "differe
 
 
 def hyperfield(default: Any, kind: str | None = None, doc: str = "") -> Any:
-    """A record field. ``kind`` is one of 'float', 'int', 'bool', 'floats' (tuple of floats), 'str', 'any',
+    """A record field. ``kind`` is one of 'float', 'int', 'bool', 'floats' (tuple of floats), 'str', 'dtype' (a
+    dtype of any library or its name, kept as the name), 'any',
     optionally prefixed by '?' when None is allowed; by default it is inferred from the default value."""
     if kind is None:
         kind = _infer_kind(default)
@@ -72,6 +73,18 @@ def _coerce(name: str, value: Any, kind: str) -> Any:
         if isinstance(value, str):
             return value
         raise TypeError(f"hyperparameter {name!r} must be a str, got {value!r}")
+    if kind == "dtype":
+        # a dtype's name: 'bfloat16', torch.bfloat16, numpy.dtype('float32'), jax.numpy.float16 all give theirs
+        if isinstance(value, str):
+            return value
+        text = getattr(value, "name", None) or getattr(getattr(value, "dtype", None), "name", None) or str(value)
+        if isinstance(text, str) and text.startswith("torch."):
+            text = text[len("torch."):]
+        elif isinstance(text, str) and text.startswith("<class"):  # a scalar type such as numpy.float16
+            text = getattr(value, "__name__", text)
+        if isinstance(text, str) and text.isidentifier():
+            return text
+        raise TypeError(f"hyperparameter {name!r} must be a dtype or a dtype name, got {value!r}")
     if kind == "int":
         if isinstance(value, numbers.Integral) and not isinstance(value, bool):
             return int(value)

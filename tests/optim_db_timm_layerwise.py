@@ -100,14 +100,18 @@ _ADAFACTOR_BV = DBEntry(
         OptimizerInput({"lr": 0.05, "eps": 1e-3, "caution": True, "corrected_weight_decay": True,
                         "weight_decay": 0.01}, "caution corrected eps"),
         OptimizerInput({"lr": 0.05, "foreach": True}, "selectors ignored"),
+        OptimizerInput({"lr": 0.05, "momentum_dtype": "float16"}, "float16 momentum"),
+        OptimizerInput({"lr": 0.05, "momentum_dtype": None, "min_dim_size_to_factor": 2}, "unrounded momentum"),
     ),
     errors=_common_errors(momentum=True)[:-2] + (
         _CORRECTED_ERR,
         ErrorInput({"clipping_threshold": 0.0}, ValueError, r"Invalid clipping_threshold value: 0.0", "clip 0"),
         ErrorInput({"eps": -1.0}, ValueError, r"Invalid epsilon value: -1.0", "negative eps"),
         ErrorInput({"beta2_cap": 1.5}, ValueError, r"Invalid beta2_cap value: 1.5", "beta2_cap > 1"),
-        ErrorInput({"momentum_dtype": "bfloat16"}, TypeError, r"unknown hyperparameter 'momentum_dtype'",
-                   "momentum_dtype not accepted"),
+        ErrorInput({"momentum_dtype": "int8"}, ValueError, r"Invalid momentum_dtype value: int8",
+                   "integer momentum_dtype"),
+        ErrorInput({"momentum_dtype": 3}, TypeError, r"'momentum_dtype' must be a dtype or a dtype name",
+                   "momentum_dtype not a dtype"),
     ),
 )
 

@@ -68,4 +68,6 @@ def test_class_defaults_match_the_anchor_constructors():
                 if d is inspect.Parameter.empty or type(d).__name__ == "_RequiredParameter":
                     continue  # a required argument (torch's ``required``, e.g. timm's SGDP lr): nothing to match
                 d = tuple(d) if isinstance(d, (list, tuple)) else d
+                if field.metadata.get("kind", "").lstrip("?") == "dtype":  # kept as the dtype's name
+                    d = str(d).removeprefix("torch.")
                 assert field.default == d, (rec.anchor, field.name, field.default, d)

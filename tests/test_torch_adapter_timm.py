@@ -26,8 +26,6 @@ RTOL = 1e-9
 NAME_RTOL = {
     "torchmuon": 2e-3,  # torch runs Newton-Schulz in bfloat16, arrayoptim in the param dtype by default
     "radamlegacy": 1e-6,  # timm computes RAdamLegacy in float32 for every param dtype (documented)
-    # timm keeps Big Vision Adafactor's momentum in bfloat16; arrayoptim in the param dtype (documented)
-    **{n: 3e-2 for n in ("adafactorbv", "adafactorbvc", "cadafactorbv", "cadafactorbvc")},
     # timm's Newton-Schulz runs in real bfloat16 matmuls; arrayoptim emulates the bfloat16 rounding (documented)
     **{n: 1e-4 for n in ("muon", "nmuon", "adamuon", "nadamuon")},
 }

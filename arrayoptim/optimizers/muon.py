@@ -9,9 +9,9 @@ import numbers
 import warnings
 from typing import Any
 
-from array_api_compat import device as _device
 
 from .._hyper import Hyperparams, check_betas, check_eps, check_lr, check_weight_decay, hyperfield
+from .._lowp import round_to_bfloat16
 from .._registry import OptimInfo, register
 from .._xp import assign, increment_step, like, new_step, zeros_like
 
@@ -243,25 +243,6 @@ class MuonHyperparams(Hyperparams):
 
 
 # --------------------------------------------------------------------------------------------- Newton-Schulz
-
-def round_to_bfloat16(xp: Any, x: Any) -> Any:
-    r"""Round a float32/float64 array to the nearest bfloat16 value (ties to even), keeping its dtype.
-
-    Only standard functions: bfloat16 has float32's exponent range and 8 significant bits, so a finite nonzero
-    ``x`` with :math:`2^e \le |x| < 2^{e+1}` rounds to the nearest multiple of :math:`2^{\max(e,-126)-7}`, which
-    ``xp.round`` (half to even) gives exactly after an exact power-of-two division. Zeros, infinities and NaN pass
-    through. (The array API standard has no bit casts, so this is arithmetic, not integer bit twiddling.)
-    """
-    ax = xp.abs(x)
-    finite = xp.isfinite(x) & (ax > 0)
-    safe = xp.where(finite, ax, xp.ones_like(ax))
-    e = xp.floor(xp.log2(safe))
-    two = xp.asarray(2.0, dtype=x.dtype, device=_device(x))
-    e = xp.where(xp.pow(two, e) > safe, e - 1, e)  # log2 may be one off next to powers of two
-    e = xp.where(xp.pow(two, e + 1) <= safe, e + 1, e)
-    quantum = xp.pow(two, xp.clip(e, min=-126.0) - 7)
-    return xp.where(finite, xp.round(xp.where(finite, x, xp.zeros_like(x)) / quantum) * quantum, x)
-
 
 def _frobenius(xp: Any, x: Any) -> Any:
     return xp.sqrt(xp.sum(x * x, axis=(-2, -1), keepdims=True))

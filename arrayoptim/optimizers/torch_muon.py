@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from .._hyper import Hyperparams, check_momentum, hyperfield
+from .._lowp import round_to_bfloat16
 from .._registry import OptimInfo, register
 from .._xp import assign, zeros_like
 
@@ -112,32 +113,6 @@ def _lerp(start, end, w: float):
     if w < 0.5:
         return start + w * (end - start)
     return end - (end - start) * (1 - w)
-
-
-def round_to_bfloat16(xp, x):
-    """Round float32/float64 values to the nearest bfloat16 value (ties to even), keeping ``x``'s dtype.
-
-    bfloat16 has float32's exponent range and 8 significant bits, so a finite ``x`` rounds to a multiple of
-    :math:`2^{e-7}` with :math:`e = \\lfloor\\log_2|x|\\rfloor` (clamped at -126 for subnormals); ``xp.round``
-    rounds half to even. Zeros, infinities and NaN pass through.
-    """
-    ax = xp.abs(x)
-    finite = xp.isfinite(x) & (ax > 0)
-    safe = xp.where(finite, ax, xp.ones_like(ax))
-    e = xp.floor(xp.log2(safe))
-    two = xp.asarray(2.0, dtype=x.dtype, device=_dev(x))
-    # log2 may be off by one next to powers of two: fix e so that 2**e <= |x| < 2**(e+1)
-    e = xp.where(xp.pow(two, e) > safe, e - 1, e)
-    e = xp.where(safe / xp.pow(two, e) >= 2, e + 1, e)
-    e = xp.clip(e, min=-126.0)
-    ulp = xp.pow(two, e - 7)
-    return xp.where(finite, xp.round(x / ulp) * ulp, x)
-
-
-def _dev(x):
-    from array_api_compat import device
-
-    return device(x)
 
 
 def newton_schulz(xp, u, hp):

@@ -15,8 +15,10 @@ L-BFGS's history as fixed-shape arrays. ``state_dict()`` writes it in the anchor
   ``m_schedule`` and LaProp's ``exp_avg_lr_1`` as ``float``. They are saved as such and loaded as 0-d tensors in
   the core's dtype.
 * **Group hyperparameters spelled differently.** timm's Adafactor stores ``beta1`` and ``relative_step`` (the
-  adapter: ``betas``, ``lr=None``); AdafactorBigVision needs ``momentum_dtype`` (saved as the group's param dtype, in
-  which the core keeps the momentum, so timm continues the same algorithm rather than its bfloat16 default); Mars's
+  adapter: ``betas``, ``lr=None``); AdafactorBigVision's ``momentum_dtype`` is saved as a ``torch.dtype`` (``None``,
+  which keeps the momentum unrounded in the param dtype, as the group's param dtype); ``exp_avg`` travels in the
+  param dtype both ways (its values are ``momentum_dtype`` values; torch casts it to the param dtype on load and
+  timm back to ``momentum_dtype``); Mars's
   ``betas_1d=None`` means ``betas`` (saved as ``betas``, as timm's constructor resolves it).
 * **Selectors.** Saved groups carry ``foreach`` (None unless given), which timm's Adan reads without a default.
 * **L-BFGS's history.** torch keeps ``old_dirs``/``old_stps``/``ro`` as lists of the current history length and
@@ -99,7 +101,11 @@ def _adafactor_from(g: dict, current: dict) -> None:
 
 
 def _adafactor_bv_to(g: dict, params: list) -> None:
-    dtype = None  # the core keeps the momentum in the param dtype: timm continues likewise
+    name = g.get("momentum_dtype")
+    if name is not None:  # timm compares it with grad.dtype: a torch.dtype, not its name
+        g["momentum_dtype"] = getattr(torch, name) if isinstance(name, str) else name
+        return
+    dtype = None  # None: the core keeps the momentum unrounded in the param dtype, so timm continues likewise
     for p in params:
         dtype = p.dtype if dtype is None else torch.promote_types(dtype, p.dtype)
     g["momentum_dtype"] = dtype or torch.bfloat16  # (timm's default for a group without params)
