@@ -71,3 +71,19 @@ def test_class_defaults_match_the_anchor_constructors():
                 if field.metadata.get("kind", "").lstrip("?") == "dtype":  # kept as the dtype's name
                     d = str(d).removeprefix("torch.")
                 assert field.default == d, (rec.anchor, field.name, field.default, d)
+
+
+def test_dtype_hyperparameters_take_any_librarys_dtype():
+    """``momentum_dtype``/``ns_dtype`` are kept as a dtype's name: a name, a NumPy dtype or scalar type, a torch or
+    JAX dtype all give the same record; anything else is a TypeError naming the argument."""
+    import numpy as np
+
+    given = ["bfloat16", np.dtype("float32"), np.float16]
+    torch = pytest.importorskip("torch")
+    given += [torch.bfloat16, torch.float16]
+    want = ["bfloat16", "float32", "float16", "bfloat16", "float16"]
+    for value, name in zip(given, want):
+        assert ao.create_optimizer("adafactorbv", momentum_dtype=value).hyperparams.momentum_dtype == name
+    assert ao.create_optimizer("muon", ns_dtype=torch.float64).hyperparams.ns_dtype == "float64"
+    with pytest.raises(TypeError, match="'momentum_dtype' must be a dtype or a dtype name"):
+        ao.create_optimizer("adafactorbv", momentum_dtype=0.5)

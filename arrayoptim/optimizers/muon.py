@@ -201,7 +201,7 @@ class MuonHyperparams(Hyperparams):
     use_fallback: bool = False
     use_muon: bool | None = hyperfield(None, "?bool")
     #: not in timm: the Newton-Schulz arithmetic (None: the param dtype; 'bfloat16': emulated, timm's)
-    ns_dtype: str | None = hyperfield("bfloat16", "?str")
+    ns_dtype: str | None = hyperfield("bfloat16", "?dtype")
 
     def validate(self) -> None:
         check_lr(self.lr)

@@ -67,7 +67,7 @@ class TorchMuonHyperparams(Hyperparams):
     eps: float = 1e-7
     ns_steps: int = hyperfield(5, "int")
     adjust_lr_fn: str | None = hyperfield(None, "?str")
-    ns_dtype: str | None = hyperfield(None, "?str", "None (param dtype) or 'bfloat16' (emulated)")
+    ns_dtype: str | None = hyperfield(None, "?dtype", "None (param dtype) or 'bfloat16' (emulated)")
 
     def validate(self) -> None:
         if not 0.0 <= self.lr:
