@@ -16,7 +16,7 @@ from typing import Any
 
 from array_api_compat import device as _device
 
-__all__ = ["LOWP_DTYPES", "round_to_bfloat16", "round_to_float16", "round_to", "float32_scalar", "lowp_lerp"]
+__all__ = ["LOWP_DTYPES", "round_to_bfloat16", "round_to_float16", "round_to", "float32_scalar", "has_float64", "lowp_lerp"]
 
 #: Storage formats :func:`round_to` emulates: significand bits (with the implicit one), smallest normal exponent,
 #: largest finite value.
@@ -78,6 +78,15 @@ def float32_scalar(w: float) -> float:
     return struct.unpack("f", struct.pack("f", float(w)))[0]
 
 
+def has_float64(xp: Any) -> bool:
+    """Whether ``xp`` computes in float64 (JAX does not unless ``jax_enable_x64`` is set: its ``astype`` to
+    float64 then warns and gives float32)."""
+    try:
+        return "float64" in xp.__array_namespace_info__().dtypes(kind="real floating")
+    except (AttributeError, TypeError):  # a namespace from before the inspection API
+        return hasattr(xp, "float64")
+
+
 def lowp_lerp(xp: Any, a: Any, b: Any, w: float, name: str) -> Any:
     r"""torch's ``a.lerp_(b.to(name), w)`` on a tensor ``a`` stored in ``name`` (values held in ``a``'s dtype,
     already representable in ``name``), returning the new values in ``a``'s dtype (a new array).
@@ -89,7 +98,7 @@ def lowp_lerp(xp: Any, a: Any, b: Any, w: float, name: str) -> Any:
     float32 params where the namespace has float64) this reproduced torch on 2M random values per formula branch
     with no mismatch. Where float64 is missing the arithmetic is float32 (no fused multiply-add).
     """
-    wide = getattr(xp, "float64", a.dtype)
+    wide = xp.float64 if has_float64(xp) else a.dtype
     b = round_to(xp, b, name)
     a64, b64 = xp.astype(a, wide), xp.astype(b, wide)
     diff = xp.astype(xp.astype(b64 - a64, xp.float32), wide)

@@ -72,3 +72,29 @@ def test_lowp_lerp_on_array_api_strict_and_its_second_device():
     got = _lowp.lowp_lerp(xp, xp.asarray(a, device=dev), xp.asarray(b, device=dev), 0.1, "bfloat16")
     assert got.device == dev and got.dtype == xp.float64
     np.testing.assert_array_equal(np.asarray(got.to_device(xp.Device("CPU_DEVICE"))), want)
+
+
+def test_jax_without_x64_steps_in_float32_without_warnings():
+    """JAX without ``jax_enable_x64`` has no float64 (``astype`` warns and truncates): the emulation then computes
+    in float32 and never asks for float64 (a subprocess: the test session enables x64 globally)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    code = """if True:
+        import jax.numpy as jnp
+        import arrayoptim as ao
+        opt = ao.create_optimizer('adafactorbv', lr=0.05)
+        p = {'w': jnp.ones((20, 18)), 'b': jnp.ones(5)}
+        s = opt.init(p)
+        for _ in range(3):
+            p, s = opt.step(p, {'w': jnp.full((20, 18), 0.3), 'b': jnp.full(5, -0.2)}, s)
+        assert p['w'].dtype == jnp.float32 and s['w']['exp_avg'].dtype == jnp.float32
+        m = s['w']['exp_avg']
+        assert bool((m.astype(jnp.bfloat16).astype(jnp.float32) == m).all())  # bfloat16 values
+    """
+    env = {**os.environ, "JAX_ENABLE_X64": "0", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]

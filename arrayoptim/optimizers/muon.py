@@ -9,7 +9,6 @@ import numbers
 import warnings
 from typing import Any
 
-
 from .._hyper import Hyperparams, check_betas, check_eps, check_lr, check_weight_decay, hyperfield
 from .._lowp import round_to_bfloat16
 from .._registry import OptimInfo, register
