@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 __all__ = [
-    "SELECTORS", "torch_default_dtype", "to_py", "hparams_from_torch", "make_params", "grad_schedule", "rel_diff",
+    "SELECTORS", "torch_default_dtype", "to_py", "hparams_from_torch", "make_params", "torch_groups", "grad_schedule", "rel_diff",
     "assert_close", "ParityResult", "OracleError", "run_parity", "check_parity", "OracleSpec", "Skip",
     "oracle_for", "verify_name", "DEFAULT_RTOL", "TimmStateView", "GROUP_COUNTERS", "Driver", "ClosureDriver",
     "SparseGradDriver", "HutchinsonDriver", "ReplayedDrawsDriver", "STEP_INPUT_DRIVERS",
@@ -138,6 +138,17 @@ def make_params(seed: int = 0, dtype: Any = None):
     np_params["nc"] = np.array(nc.detach().numpy().T, copy=True).T  # transposed view, non-contiguous too
     assert not np_params["nc"].flags.c_contiguous
     return np_params, t_params
+
+
+def torch_groups(t_params: Mapping[str, Any], groups: list[dict] | None = None) -> list[dict[str, Any]]:
+    """torch-style param groups for ``t_params`` (name -> tensor) from arrayoptim groups by name: the params no
+    group names first (the default group), then each group with its overrides; one group when ``groups`` is None."""
+    if not groups:
+        return [{"params": list(t_params.values())}]
+    grouped = {n for g in groups for n in g["params"]}
+    return [{"params": [p for n, p in t_params.items() if n not in grouped]}] + [
+        {**{k: v for k, v in g.items() if k != "params"}, "params": [t_params[n] for n in g["params"]]}
+        for g in groups]
 
 
 def grad_schedule(np_params: Mapping[str, Any], steps: int, seed: int = 1, scale: float = 1.0,
@@ -359,13 +370,7 @@ def run_parity(
             np_params = {n: np_params[n] for n in only}
             t_params = {n: t_params[n] for n in only}
         names = list(np_params)
-        if groups:
-            grouped = {n for g in groups for n in g["params"]}
-            t_groups = [{"params": [t_params[n] for n in names if n not in grouped]}] + [
-                {**{k: v for k, v in g.items() if k != "params"}, "params": [t_params[n] for n in g["params"]]}
-                for g in groups]
-        else:
-            t_groups = [{"params": [t_params[n] for n in names]}]
+        t_groups = torch_groups(t_params, groups)
         oracle = oracle_call(make_oracle, t_groups)
         opt = ao.create_optimizer(name, groups=groups, **ours_kwargs)
         params, state = np_params, opt.init(np_params)

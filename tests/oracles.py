@@ -21,6 +21,7 @@ from arrayoptim.verify import (  # noqa: F401  (re-exported)
     rel_diff,
     run_parity,
     to_py,
+    torch_groups,
     torch_default_dtype,
 )
 

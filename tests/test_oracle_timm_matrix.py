@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import arrayoptim as ao
-from oracles import assert_close, check_parity, grad_schedule, make_params, torch_default_dtype
+from oracles import assert_close, check_parity, grad_schedule, make_params, torch_default_dtype, torch_groups
 
 torch = pytest.importorskip("torch")
 timm_optim = pytest.importorskip("timm.optim")
@@ -268,13 +268,7 @@ def _adahessian_run(kwargs, *, groups=None, steps=12, missing=True, rtol=1e-10):
         np_params, t_params = make_params()
         names = list(t_params)
         loss = _coupled_loss(np.random.default_rng(5), t_params)
-        if groups:
-            grouped = {n for g in groups for n in g["params"]}
-            t_groups = [{"params": [t_params[n] for n in names if n not in grouped]}] + [
-                {**{k: v for k, v in g.items() if k != "params"}, "params": [t_params[n] for n in g["params"]]}
-                for g in groups]
-        else:
-            t_groups = [{"params": list(t_params.values())}]
+        t_groups = torch_groups(t_params, groups)
         oracle = Adahessian(t_groups, **kwargs)
         opt = ao.create_optimizer("adahessian", groups=groups, **kwargs)
         params, state = np_params, opt.init(np_params)
@@ -419,14 +413,7 @@ def _kron_run(tk, name, kwargs, *, groups=None, steps=12, deterministic=True, rt
     worst = 0.0
     with torch_default_dtype(torch.float64):
         np_params, t_params = make_params()
-        names = list(t_params)
-        if groups:
-            grouped = {n for g in groups for n in g["params"]}
-            t_groups = [{"params": [t_params[n] for n in names if n not in grouped]}] + [
-                {**{k: v for k, v in g.items() if k != "params"}, "params": [t_params[n] for n in g["params"]]}
-                for g in groups]
-        else:
-            t_groups = [{"params": list(t_params.values())}]
+        t_groups = torch_groups(t_params, groups)
         info = timm_optim.get_optimizer_info(name)
         oracle = tk.Kron(t_groups, deterministic=deterministic, **{**(info.defaults or {}), **kwargs})
         name_of = {id(p): n for n, p in t_params.items()}
