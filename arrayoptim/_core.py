@@ -13,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable, Mapping
 
-from array_api_compat import array_namespace, is_array_api_obj, is_jax_array, is_writeable_array
+from array_api_compat import array_namespace
 from array_api_compat import device as _device
 
 from . import _accel
 from ._hyper import IMPLEMENTATION_SELECTORS, Hyperparams
-from ._registry import LOOKAHEAD_PREFIX, OptimInfo, get_optimizer_info
-from ._xp import assign, is_half
+from ._registry import LOOKAHEAD_PREFIX, OptimInfo, StepView, get_optimizer_info
+from ._xp import _kind, _writeable, assign, claim, is_half
 
 __all__ = ["Optimizer", "create_optimizer"]
 
@@ -160,14 +160,14 @@ class Optimizer:
     def _init_one(self, xp: Any, name: str, p: Any) -> dict[str, Any]:
         if not self.info.init:
             return {}
-        if self.info.upcast_half and is_half(xp, p.dtype):
+        if self.info.half_compute == "float32" and is_half(xp, p.dtype):
             p = xp.astype(p, xp.float32)  # float32 state for half-precision params (the anchor's own)
         return dict(self.info.init(xp, p, self.hyperparams_for(name)))
 
     # ------------------------------------------------------------------------------------------------- step
     def step(self, params: Mapping[str, Any], grads: Mapping[str, Any | None], state: Mapping[str, Mapping],
              *, copy: bool | None = True, hyperparams: Mapping[str, Any] | None = None,
-             **extra: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+             **inputs: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         """One optimization step; returns ``(new_params, new_state)``.
 
         Parameters
@@ -182,32 +182,50 @@ class Optimizer:
             Always use the returned dicts: slots created by a step (e.g. SGD's ``momentum_buffer``) are only there.
         hyperparams
             Per-step overrides applied to every group's record (e.g. ``{'lr': schedule(t)}``), validated.
+        **inputs
+            The step inputs the optimizer declares (``info.step_inputs``: LBFGS's ``closure``, SparseAdam's
+            ``grad_mask``, Adahessian's ``hessian``, Kron's ``draws`` or ``seed``), validated before anything is
+            written. Any other keyword raises ``TypeError``.
         """
         if copy not in (True, False, None):
             raise ValueError(f"copy must be True, False or None, got {copy!r}")
+        info = self.info
+        unknown = sorted(k for k in inputs if k not in info.step_keywords)
+        if unknown:
+            takes = f" (it takes {', '.join(info.step_keywords)})" if info.step_keywords else ""
+            raise TypeError(f"{info.name}.step() got unexpected keyword arguments: {unknown}{takes}")
         hps = self._records(hyperparams)
-        if self.info.step_fn is not None:
-            return self.info.step_fn(self, params, grads, state, copy=copy, hps=hps, **extra)
-        if extra:
-            raise TypeError(f"{self.info.name}.step() got unexpected keyword arguments: {sorted(extra)}")
-        xp, active = validate_step(params, grads, state, copy=copy, param_slots=self.info.param_slots,
-                                   upcast_half=self.info.upcast_half)
-        group_t = sync_group_steps(xp, params, state, active, hps) if self.info.group_step else {}
-        ctx = self.info.prepare(xp, params, grads, state, hps) if self.info.prepare else {}
-        kernel = _accel.select(self.info.kernel, xp)  # the one accelerator seam: info.kernel unless one is enabled
+        half32 = info.half_compute == "float32"
+        xp, active = validate_step(params, grads, state, copy=copy, param_slots=info.param_slots,
+                                   upcast_half=half32)
+        records = {n: hps.get(n, hps[None]) for n in active}
+        slots = {n: dict(state[n]) if n in state else self._init_one(xp, n, params[n]) for n in active}
+        if info.check_state is not None:
+            for n in active:
+                info.check_state(xp, n, params[n], slots[n], records[n])
+        view = StepView(xp, params, grads, state, slots, tuple(active), records)
+        per: dict[str, dict[str, Any]] = {n: {} for n in active}
+        for inp in info.step_inputs:  # each input validated against the validated view; nothing written yet
+            if inp.prepare is not None:
+                for n, entries in inp.prepare(view, **{k: inputs.get(k) for k in inp.keywords}).items():
+                    per[n].update(entries)
+        if info.step_fn is not None:  # a whole-step algorithm (LBFGS)
+            return info.step_fn(self, view, copy=copy, **inputs)
         new_params = dict(params)
         new_state = {n: dict(s) for n, s in state.items()}
+        if not active:
+            return new_params, new_state
+        group_t = sync_group_steps(xp, params, state, active, hps) if info.counter == "group" else {}
+        ctx = info.prepare(xp, params, grads, state, hps) if info.prepare else {}
+        kernel = _accel.select(info.kernel, xp)  # the one accelerator seam: info.kernel unless one is enabled
         for name in active:
-            p = params[name]
-            hp = hps.get(name, hps[None])
-            s = new_state[name] if name in state else self._init_one(xp, name, p)
-            s = {k: claim(xp, v, copy) for k, v in s.items()}
-            pctx = ctx
+            p, g, hp = params[name], grads[name], records[name]
+            s = {k: claim(xp, v, copy) for k, v in slots[name].items()} if name in state else slots[name]
+            pctx = {**ctx, **per[name]} if per[name] else ctx
             if name in group_t:  # timm's per-group count; 'fresh': the param's first grad (its own count was 0)
-                pctx = {**ctx, "fresh": s["step"] == 0}
+                pctx = {**pctx, "fresh": s["step"] == 0}
                 s["step"] = assign(s["step"], xp.astype(group_t[name], s["step"].dtype))
-            g = grads[name]
-            if self.info.upcast_half and is_half(xp, p.dtype):  # the anchor's float32 compute, rounded once
+            if half32 and is_half(xp, p.dtype):  # the anchor's float32 compute, rounded once
                 new = kernel(xp, xp.astype(p, xp.float32), xp.astype(g, xp.float32), s, hp, pctx)
                 new_params[name] = assign(claim(xp, p, copy), xp.astype(new, p.dtype))
             else:
@@ -261,38 +279,6 @@ def sync_group_steps(xp: Any, params: Mapping[str, Any], state: Mapping[str, Map
     return {n: best[id(hps.get(n, hps[None]))] for n in active if id(hps.get(n, hps[None])) in best}
 
 
-@dataclasses.dataclass(frozen=True)
-class _Kind:
-    """What validation needs to know about an array type, computed once per type (a step checks thousands of
-    arrays of one or two types: asking array-api-compat about each one cost more than AdamW's arithmetic)."""
-
-    ns: Any  # the array namespace (None: not an array)
-    jax: bool  # immutable JAX array or tracer
-    numpy: bool  # a NumPy ndarray: one device, writeability in its flags
-
-
-_KINDS: dict[type, _Kind] = {}
-
-
-def _kind(x: Any) -> _Kind:
-    t = type(x)
-    k = _KINDS.get(t)
-    if k is None:
-        if is_array_api_obj(x):
-            import numpy as np
-
-            k = _Kind(array_namespace(x), is_jax_array(x), t is np.ndarray)
-        else:
-            k = _Kind(None, False, False)
-        if k.ns is None or not (k.numpy and x.dtype.kind == "V"):  # JAX's float0 grads are NumPy-typed: no cache
-            _KINDS[t] = k
-    return k
-
-
-def _writeable(x: Any, k: _Kind) -> bool:
-    return bool(x.flags.writeable) if k.numpy else (not k.jax and is_writeable_array(x))
-
-
 _REAL_FLOATING: dict[tuple[int, Any], bool] = {}
 
 
@@ -305,19 +291,6 @@ def _real_floating(k: _Kind, dtype: Any) -> bool:
         return ok
     except TypeError:  # an unhashable dtype: ask every time
         return bool(k.ns.isdtype(dtype, "real floating"))
-
-
-def claim(xp: Any, x: Any, copy: bool | None) -> Any:
-    """The array a kernel may update: ``x`` itself (in place), a copy, or ``x`` when immutable (JAX rebinds).
-
-    Writeability has been checked by :func:`validate_step`, so this never raises.
-    """
-    k = _kind(x)
-    if k.ns is None or k.jax:
-        return x
-    if copy is True or (copy is None and not _writeable(x, k)):
-        return xp.asarray(x, copy=True)
-    return x
 
 
 def _check_params(params: Any) -> None:

@@ -5,7 +5,7 @@ segment is one 1-D buffer; every param is a view of it. An elementwise optimizer
 segment** over the whole buffer: one pass over all params with O(1) Python overhead, whatever the number of
 tensors, and the same numbers as the per-tensor step (elementwise math does not care where an element lives).
 
-Only for optimizers registered with ``elementwise=True`` (Adam/AdamW, SGD/SGDW, Lion families); their
+Only for optimizers registered with ``locality='element'`` (Adam/AdamW, SGD/SGDW, Lion families); their
 ``caution`` option takes a per-tensor mean and is refused here.
 
 Examples
@@ -31,7 +31,8 @@ from array_api_compat import array_namespace, is_array_api_obj, is_writeable_arr
 from array_api_compat import device as _device
 
 from . import _accel
-from ._core import Optimizer, claim
+from ._core import Optimizer
+from ._xp import claim
 
 __all__ = ["flat", "FlatOptimizer", "Packed", "Segment"]
 
@@ -83,7 +84,7 @@ class FlatOptimizer:
         if not isinstance(opt, Optimizer):
             raise TypeError(f"flat() needs an Optimizer from create_optimizer, got {type(opt).__name__}")
         info = opt.info
-        if not getattr(info, "elementwise", False) or info.step_fn is not None or info.prepare is not None:
+        if info.locality != "element" or info.prepare is not None or info.step_inputs:
             raise ValueError(f"optimizer {info.name!r} is not elementwise (its update needs per-tensor or global "
                              f"quantities), so it has no flat mode; use its per-tensor step")
         for rec in [opt.hyperparams] + [g.hyperparams for g in opt.groups]:

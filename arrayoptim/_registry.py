@@ -13,14 +13,80 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ._hyper import Hyperparams
 
-__all__ = ["OptimInfo", "register", "list_optimizers", "get_optimizer_info", "LOOKAHEAD_PREFIX"]
+__all__ = ["OptimInfo", "StepInput", "StepView", "LOCALITIES", "COUNTERS", "HALF_COMPUTE", "register", "list_optimizers", "get_optimizer_info", "LOOKAHEAD_PREFIX"]
 
 LOOKAHEAD_PREFIX = "lookahead_"
 
 
+#: How far an update reaches, from the narrowest: each element on its own; reductions over one tensor (norms,
+#: means, factored moments); whole-matrix algebra (Newton-Schulz, Kronecker factors); the whole step at once
+#: (a line search over every param).
+LOCALITIES = ("element", "tensor", "matrix", "step")
+#: Who owns the ``step`` counter: each param (torch's ``state[p]['step']``) or each param group (timm's
+#: ``group['step']`` in Adan and LAMB).
+COUNTERS = ("param", "group")
+#: The dtype a kernel computes in for float16/bfloat16 params: the param's own, or float32 with float32 state and
+#: one rounding back into the param per step (timm's AdaBelief, Adafactor, RAdamLegacy).
+HALF_COMPUTE = ("param", "float32")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepView:
+    """What a step input's ``prepare`` (and a whole-step ``step_fn``) sees: params, grads and state after every
+    check has passed, before anything is written."""
+
+    xp: Any  # None when no param has a grad
+    params: Mapping[str, Any]
+    grads: Mapping[str, Any]
+    state: Mapping[str, Mapping[str, Any]]  # as given
+    slots: Mapping[str, Mapping[str, Any]]  # active name -> its slots (the initial ones on its first step)
+    active: tuple[str, ...]  # the params with a grad, in params' order
+    records: Mapping[str, Hyperparams]  # param name -> this step's record
+
+    def record(self, name: str) -> Hyperparams:
+        return self.records[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class StepInput:
+    """An input a step takes beyond grads, passed to ``opt.step`` by keyword.
+
+    Attributes
+    ----------
+    name
+        The keyword (``'grad_mask'``, ``'hessian'``, ``'draws'``, ``'closure'``).
+    doc
+        One line: what it is and its form.
+    prepare
+        ``prepare(view, **values) -> {param name: ctx entries}``: validates the given values (``values`` maps
+        ``name`` and every keyword in ``also`` to what the caller passed, None when absent) against the validated
+        :class:`StepView` and returns what each param's kernel finds in its ``ctx``. It runs before anything is
+        written and raises ``TypeError``/``ValueError`` naming the keyword. None for an input that a whole-step
+        function reads itself (LBFGS's closure).
+    also
+        Further keywords read by the same ``prepare`` (Kron's ``seed``, an alternative to ``draws``).
+    host
+        True when the input or what ``prepare`` decides needs concrete values on the host (data-dependent
+        schedules): such a step cannot be traced by ``jax.jit``.
+    """
+
+    name: str
+    doc: str
+    prepare: Callable[..., Mapping[str, Mapping[str, Any]]] | None = None
+    also: tuple[str, ...] = ()
+    host: bool = False
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        return (self.name,) + self.also
+
+
 @dataclasses.dataclass(frozen=True)
 class OptimInfo:
-    """Everything the registry knows about one optimizer name.
+    """Everything the registry knows about one optimizer name: what the algorithm is, not how the loop bends.
+
+    The minimal registration is ``OptimInfo(name, description, HyperparamsClass, kernel=kernel, init=init,
+    param_slots=(...))``; every other field has a default that describes a plain per-tensor optimizer.
 
     Attributes
     ----------
@@ -28,44 +94,45 @@ class OptimInfo:
         The registry name (timm's spelling) and timm's description where timm registers the name.
     hyperparams
         The frozen record class; its field defaults are the anchor class's constructor defaults.
-    defaults
-        Registry defaults applied on top of the record's own (timm's ``OptimInfo.defaults``, e.g. ``sgd`` has
-        ``nesterov=True``), before the user's keywords.
     kernel
         ``kernel(xp, p, g, s, hp, ctx) -> p``: the per-array update. ``p`` and the arrays in the slot dict ``s``
         are already claimed (safe to update with augmented operators); new slots are stored into ``s``; the
-        (possibly rebound) param is returned. ``ctx`` holds global quantities computed by ``prepare``.
+        (possibly rebound) param is returned. ``ctx`` holds the global quantities of ``prepare`` and this param's
+        entries from the step inputs.
     init
         ``init(xp, p, hp) -> dict``: the slots that exist before the first step (torch creates some lazily:
         those appear in ``s`` during the first step instead).
-    step_fn
-        For optimizers that are not a per-array map (Lookahead, LBFGS): replaces the per-array driver.
+    defaults
+        Registry defaults applied on top of the record's own (timm's ``OptimInfo.defaults``, e.g. ``sgd`` has
+        ``nesterov=True``), before the user's keywords.
+    locality
+        How far the update reaches (one of :data:`LOCALITIES`). ``'element'``: every element depends only on the
+        same element of the param, grad and slots, so the kernel may run over many params packed into one buffer
+        (:func:`arrayoptim.flat`; options with per-tensor quantities such as ``caution`` are refused there).
+        ``'tensor'`` (the default): reductions over a tensor. ``'matrix'``: whole-matrix algebra. ``'step'``: the
+        update needs every param at once; ``step_fn`` replaces the per-array loop.
+    step_inputs
+        The :class:`StepInput` s a step takes beyond grads, each validated before anything is written.
+    half_compute
+        The compute dtype for float16/bfloat16 params (one of :data:`HALF_COMPUTE`). ``'float32'``: the kernel
+        gets float32 copies of such a param and its grad, the state is float32, and the result is rounded back
+        into the param once per step.
+    counter
+        Who owns the ``step`` count (one of :data:`COUNTERS`). ``'group'``: before a step, the ``step`` slot of
+        every param with a grad is set to the largest ``step`` slot of its group, so the kernel's increment gives
+        the group's count, and ``ctx['fresh']`` says whether this is the param's first grad (its own count was 0).
     param_slots
         Slots that always have the param's shape and dtype (checked before every step).
+    check_state
+        ``check_state(xp, name, p, slots, hp)``: validates a param's slots beyond ``param_slots`` (lists of
+        factors, host counters) before anything is written; raises ``ValueError`` naming the slot.
     prepare
         ``prepare(xp, params, grads, state, hps) -> Mapping``: global quantities (e.g. a global grad norm).
+    step_fn
+        For whole-step algorithms (``locality='step'``, LBFGS): ``step_fn(opt, view, *, copy, **inputs) ->
+        (params, state)`` replaces the per-array loop; ``view`` is the validated :class:`StepView`.
     has_eps, has_momentum, has_betas, num_betas, second_order
         timm's capability flags (``has_momentum`` makes ``momentum`` default to 0.9, as timm's factory does).
-    oracle_rtol
-        The documented gap to the anchor run with its own internals (torch's Muon runs Newton-Schulz in bfloat16,
-        timm's RAdamLegacy computes in float32, ...): ``arrayoptim verify`` compares within it instead of the
-        dtype's default tolerance, and says so.
-    jit_compatible
-        False where the algorithm needs host-side decisions (LBFGS's line search): its step runs eagerly.
-    group_step
-        True where the anchor counts steps per *param group* (timm's Adan and LAMB keep ``group['step']``): before
-        a step, the ``step`` slot of every param with a grad is set to the largest ``step`` slot in its group, so
-        the kernel's increment gives the group's count, and the kernel's ``ctx['fresh']`` says whether this is the
-        param's first grad (its own count was 0); params without a grad stay untouched (see
-        :func:`arrayoptim._core.sync_group_steps`).
-    upcast_half
-        True where the anchor computes float16/bfloat16 params in float32 (timm's AdaBelief, Adafactor and
-        RAdamLegacy): the core hands the kernel float32 copies of such a param and its grad, keeps its state in
-        float32, and rounds the result back into the param once per step.
-    elementwise
-        True where the update of every element depends only on that element of the param, grad and slots (and on
-        scalars): the kernel may run over many params packed into one buffer (:func:`arrayoptim.flat`). Options
-        that take per-tensor quantities (``caution``) are refused by flat mode at construction.
     """
 
     name: str
@@ -74,19 +141,45 @@ class OptimInfo:
     kernel: Callable[..., Any] | None = None
     init: Callable[..., dict] | None = None
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    step_fn: Callable[..., Any] | None = None
-    prepare: Callable[..., Mapping[str, Any]] | None = None
+    locality: str = "tensor"
+    step_inputs: tuple[StepInput, ...] = ()
+    half_compute: str = "param"
+    counter: str = "param"
     param_slots: tuple[str, ...] = ()
+    check_state: Callable[..., None] | None = None
+    prepare: Callable[..., Mapping[str, Any]] | None = None
+    step_fn: Callable[..., Any] | None = None
     has_eps: bool = True
     has_momentum: bool = False
     has_betas: bool = False
     num_betas: int = 2
     second_order: bool = False
-    jit_compatible: bool = True
-    oracle_rtol: float | None = None
-    group_step: bool = False
-    upcast_half: bool = False
-    elementwise: bool = False
+
+    def __post_init__(self) -> None:
+        for field, allowed in (("locality", LOCALITIES), ("half_compute", HALF_COMPUTE), ("counter", COUNTERS)):
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"OptimInfo {self.name!r}: {field}={getattr(self, field)!r} must be one of {allowed}")
+        if (self.step_fn is None) == (self.kernel is None):
+            raise ValueError(f"OptimInfo {self.name!r}: give a kernel (per-array) or a step_fn (whole step), not "
+                             f"{'both' if self.kernel else 'neither'}")
+        if (self.step_fn is not None) != (self.locality == "step"):
+            raise ValueError(f"OptimInfo {self.name!r}: step_fn goes with locality='step' (got {self.locality!r})")
+        if not isinstance(self.step_inputs, tuple) or not all(isinstance(i, StepInput) for i in self.step_inputs):
+            raise TypeError(f"OptimInfo {self.name!r}: step_inputs must be a tuple of StepInput")
+
+    @property
+    def step_keywords(self) -> tuple[str, ...]:
+        """Every keyword ``opt.step`` accepts beyond ``copy`` and ``hyperparams``."""
+        return tuple(k for i in self.step_inputs for k in i.keywords)
+
+    def takes(self, keyword: str) -> bool:
+        """Whether a step takes ``keyword`` (``'closure'``, ``'grad_mask'``, ...)."""
+        return keyword in self.step_keywords
+
+    @property
+    def traceable(self) -> bool:
+        """Whether a step can run under ``jax.jit``: no whole-step host logic and no host-decided input."""
+        return self.locality != "step" and not any(i.host for i in self.step_inputs)
 
     @property
     def anchor(self) -> str:

@@ -10,13 +10,14 @@ Conventions kernels follow (see ARCHITECTURE.md):
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
+from array_api_compat import array_namespace, is_array_api_obj, is_jax_array, is_writeable_array
 from array_api_compat import device as _device
-from array_api_compat import is_jax_array
 
-__all__ = ["zeros_like", "step_dtype", "new_step", "increment_step", "like", "assign", "caution", "decay_scale",
+__all__ = ["claim", "zeros_like", "step_dtype", "new_step", "increment_step", "like", "assign", "caution", "decay_scale",
            "rms_clip_denom"]
 
 
@@ -92,3 +93,54 @@ def rms_clip_denom(xp: Any, denom: Any, g: Any, threshold: float) -> Any:
     q = g / denom
     rms = xp.sqrt(xp.sum(q * q)) / n ** 0.5
     return denom * xp.clip(rms / threshold, min=1.0)
+
+
+# ------------------------------------------------------------------------------------------- array kinds
+
+@dataclasses.dataclass(frozen=True)
+class _Kind:
+    """What validation needs to know about an array type, computed once per type (a step checks thousands of
+    arrays of one or two types: asking array-api-compat about each one cost more than AdamW's arithmetic)."""
+
+    ns: Any  # the array namespace (None: not an array)
+    jax: bool  # immutable JAX array or tracer
+    numpy: bool  # a NumPy ndarray: one device, writeability in its flags
+
+
+_KINDS: dict[type, _Kind] = {}
+
+
+def _kind(x: Any) -> _Kind:
+    t = type(x)
+    k = _KINDS.get(t)
+    if k is None:
+        if is_array_api_obj(x):
+            import numpy as np
+
+            k = _Kind(array_namespace(x), is_jax_array(x), t is np.ndarray)
+        else:
+            k = _Kind(None, False, False)
+        if k.ns is None or not (k.numpy and x.dtype.kind == "V"):  # JAX's float0 grads are NumPy-typed: no cache
+            _KINDS[t] = k
+    return k
+
+
+def _writeable(x: Any, k: _Kind) -> bool:
+    return bool(x.flags.writeable) if k.numpy else (not k.jax and is_writeable_array(x))
+
+
+def claim(xp: Any, x: Any, copy: bool | None) -> Any:
+    """The array a kernel may update: ``x`` itself (in place), a copy, or ``x`` when immutable (JAX rebinds).
+
+    ``copy``: True copies, False takes ``x`` itself, None copies only what is read-only. A list or tuple of arrays
+    (Kron's factors) is claimed item by item; anything else (a Python counter) is returned as it is. The driver
+    has checked writeability before, so this never raises.
+    """
+    if isinstance(x, (list, tuple)):
+        return [claim(xp, v, copy) for v in x]
+    k = _kind(x)
+    if k.ns is None or k.jax:
+        return x
+    if copy is True or (copy is None and not _writeable(x, k)):
+        return xp.asarray(x, copy=True)
+    return x

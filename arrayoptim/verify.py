@@ -53,6 +53,12 @@ SELECTORS = {"foreach", "fused", "capturable", "differentiable"}
 
 #: Default tolerance per dtype name (one step, after a re-sync, relative to ``max(1, max|oracle|)``).
 DEFAULT_RTOL = {"float64": 1e-10, "float32": 1e-5}
+#: Documented gaps to an anchor run with its own internals, per registry name (test metadata, kept with the
+#: oracles): ``verify`` compares within the larger of this and the dtype's default, and says so.
+DOCUMENTED_GAPS = {
+    "torchmuon": 1e-3,  # torch's Newton-Schulz runs in bfloat16 (measured 1e-5..3e-4 per step)
+    "radamlegacy": 1e-6,  # timm computes RAdamLegacy in float32 for every param dtype (~5e-8)
+}
 
 
 # ----------------------------------------------------------------------------------------------- torch helpers
@@ -374,7 +380,7 @@ def run_parity(
         oracle = oracle_call(make_oracle, t_groups)
         opt = ao.create_optimizer(name, groups=groups, **ours_kwargs)
         params, state = np_params, opt.init(np_params)
-        group_step = getattr(getattr(opt, "base", opt).info, "group_step", False)
+        group_step = getattr(opt, "base", opt).info.counter == "group"
         grads = grads or grad_schedule(np_params, steps)
         if only is not None:
             grads = [{n: g.get(n) for n in names} for g in grads]
@@ -1034,7 +1040,7 @@ def oracle_for(name: str, against: str | None = None, *, lr: float | None = None
     against = against or anchor_lib
     if against not in ("torch", "timm"):
         raise ValueError(f"against must be 'torch' or 'timm', got against={against!r}")
-    step_inputs = set(inspect.signature(info.step_fn).parameters) if info.step_fn is not None else set()
+    step_inputs = set(info.step_keywords)
     driver = next((cls for k, cls in STEP_INPUT_DRIVERS.items() if k in step_inputs), None)
     if driver is not None and lookahead:
         return Skip(f"its step takes {sorted(k for k in STEP_INPUT_DRIVERS if k in step_inputs)} beyond grads: "
@@ -1115,7 +1121,7 @@ def verify_name(name: str, against: str | None = None, *, steps: int = 12, dtype
     grads = grad_schedule(np_params, steps, missing=not spec.all_grads)
     import arrayoptim as ao
 
-    documented = ao.get_optimizer_info(name.removeprefix("lookahead_")).oracle_rtol
+    documented = DOCUMENTED_GAPS.get(name.removeprefix("lookahead_"))
     try:
         driver = spec.driver() if spec.driver is not None else None
     except Exception as e:  # noqa: BLE001 - the oracle's module could not be prepared: reported

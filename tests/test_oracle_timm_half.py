@@ -1,5 +1,5 @@
 """Half-precision params of the optimizers timm computes in float32 (AdaBelief, Adafactor, RAdamLegacy: registry
-flag ``upcast_half``): float32 state and float32 math, rounded back into the float16/bfloat16 param once per step.
+field ``half_compute="float32"``): float32 state and float32 math, rounded back into the float16/bfloat16 param once per step.
 
 The core runs on torch tensors (NumPy has no bfloat16) beside timm, and through the adapter; state must have timm's
 dtype (float32) and agree to float32 rounding, params to one rounding of their half dtype (6 steps, no re-sync).
@@ -16,7 +16,7 @@ from arrayoptim.torch import create_optimizer_v2  # noqa: E402
 
 pytestmark = pytest.mark.oracle
 
-UPCAST = sorted(n for n in ao.list_optimizers() if ao.get_optimizer_info(n).upcast_half)
+UPCAST = sorted(n for n in ao.list_optimizers() if ao.get_optimizer_info(n).half_compute == "float32")
 SHAPES = [(32, 20), (7,), ()]
 
 

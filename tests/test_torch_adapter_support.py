@@ -161,9 +161,6 @@ def torch_anchored():
 
 def step_takes(name, *kws):
     """Whether the registered step of ``name`` takes any of the keywords ``kws`` (closure, grad_mask, ...)."""
-    import inspect
-
     import arrayoptim as ao
 
-    fn = ao.get_optimizer_info(name).step_fn
-    return fn is not None and bool(set(kws) & set(inspect.signature(fn).parameters))
+    return any(ao.get_optimizer_info(name).takes(k) for k in kws)

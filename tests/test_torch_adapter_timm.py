@@ -6,7 +6,6 @@ decay, and timm's schedulers vs ``arrayoptim.torch.create_scheduler_v2`` (lr val
 from __future__ import annotations
 
 import copy
-import inspect
 import warnings
 
 import pytest
@@ -40,10 +39,9 @@ def _swappable():
     out = []
     for name in ao.list_optimizers():
         info = ao.get_optimizer_info(name)
-        fn = info.step_fn
         if name not in timm_names:
             continue
-        if fn is not None and ({"closure", "grad_mask"} & set(inspect.signature(fn).parameters)):
+        if info.takes("closure") or info.takes("grad_mask"):
             continue  # needs inputs beyond grads that a plain training loop does not give (closures, sparse masks)
         # Adahessian's Hessian estimate and Kron's random draws are made by the adapter (arrayoptim.torch._inputs),
         # replaying timm's generators: the loop below passes create_graph=True and seeds torch's global RNG

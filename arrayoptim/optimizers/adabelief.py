@@ -51,7 +51,7 @@ class AdaBeliefHyperparams(Hyperparams):
     * ``decoupled_decay=True`` is the class default (AdamW-style); ``fixed_decay`` ignores ``lr`` in the decay.
     * timm's ``step`` slot is a Python int; here it is a 0-d array like every ``step`` slot.
     * float16/bfloat16 params are computed in float32 with float32 state and rounded back once per step, as timm
-      does (registry flag ``upcast_half``).
+      does (registry field ``half_compute="float32"``).
     * timm does not check ``weight_decay``; a negative value is rejected here.
 
     References
@@ -144,6 +144,6 @@ _SLOTS = ("exp_avg", "exp_avg_var", "max_exp_avg_var")
 register(
     OptimInfo("adabelief", "Adapts learning rate based on gradient prediction error", AdaBeliefHyperparams,
               kernel=adabelief_kernel, init=adabelief_init, param_slots=_SLOTS, defaults={"rectify": False},
-              has_betas=True, upcast_half=True),
+              has_betas=True, half_compute="float32"),
     variants={"radabelief": ("Rectified AdaBelief with variance adaptation", {"rectify": True})},
 )

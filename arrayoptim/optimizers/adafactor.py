@@ -85,7 +85,7 @@ class AdafactorHyperparams(Hyperparams):
     * ``eps`` is added to :math:`g^2` (inside the root); the first moment is an EMA of the *lr-scaled, clipped*
       update; caution masks that EMA against ``g``. Weight decay is decoupled and scaled by :math:`\gamma_t`.
     * float16/bfloat16 params are computed in float32 with float32 state (``RMS`` included) and rounded back
-      once per step, as timm does (registry flag ``upcast_half``).
+      once per step, as timm does (registry field ``half_compute="float32"``).
     * An empty param only advances ``step`` (timm stores a NaN ``RMS`` for it).
 
     References
@@ -194,6 +194,6 @@ def adafactor_kernel(xp, p, g, s, hp, ctx):
 register(
     OptimInfo("adafactor", "Memory-efficient implementation of Adam with factored gradients", AdafactorHyperparams,
               kernel=adafactor_kernel, init=adafactor_init, param_slots=("exp_avg", "exp_avg_sq"), has_betas=True,
-              upcast_half=True),
+              half_compute="float32"),
     variants={"cadafactor": ("Cautious Adafactor", {"caution": True, "betas": (0.9, 0.999)})},
 )

@@ -10,9 +10,8 @@ from typing import Any, Callable, Mapping
 from array_api_compat import array_namespace, is_array_api_obj
 from array_api_compat import device as _device
 
-from .._core import claim, validate_step
 from .._hyper import Hyperparams, check_betas, check_eps, check_lr, check_weight_decay, hyperfield
-from .._registry import OptimInfo, register
+from .._registry import OptimInfo, StepInput, StepView, register
 from .._xp import assign, increment_step, like, new_step, zeros_like
 
 __all__ = ["AdahessianHyperparams", "hessian_due", "hutchinson_diag"]
@@ -187,20 +186,17 @@ def adahessian_kernel(xp, p, g, s, hp, ctx):
 _SLOTS = ("exp_avg", "exp_hessian_diag_sq", "hess")
 
 
-def adahessian_step(opt, params, grads, state, *, copy, hps, hessian=None):
-    """Validate everything (including the estimates that are due), then run the per-array kernel."""
-    xp, active = validate_step(params, grads, state, copy=copy, param_slots=_SLOTS)
+def prepare_hessian(view: StepView, hessian: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Validate the estimates of the params whose estimate is due; their kernels get ``ctx['hess']``."""
     if hessian is not None and not isinstance(hessian, Mapping):
         raise TypeError(f"hessian must be a mapping from param names to arrays, got {type(hessian).__name__}")
     hessian = hessian or {}
-    stray = [n for n in hessian if n not in params]
+    stray = [n for n in hessian if n not in view.params]
     if stray:
         raise ValueError(f"hessian has entries for names that are not params: {stray}")
-    fresh: dict[str, Any] = {}
-    for n in active:
-        hp = hps.get(n, hps[None])
-        s = state.get(n, {})
-        h = hessian.get(n)
+    out: dict[str, dict[str, Any]] = {}
+    for n in view.active:
+        hp, s, h = view.record(n), view.state.get(n, {}), hessian.get(n)
         if not _is_due(s, hp):
             continue  # the stored estimate is reused; a given one is ignored, as timm does not compute it
         if h is None:
@@ -208,7 +204,7 @@ def adahessian_step(opt, params, grads, state, *, copy, hps, hessian=None):
                 f"hessian[{n!r}] is missing: Adahessian needs a Hessian-diagonal estimate for this param at this "
                 f"step ('hessian step'={s.get('hessian step', 0)}, update_each={hp.update_each}); pass "
                 "hessian={name: z * hvp(z)} (see hutchinson_diag)")
-        p = params[n]
+        p = view.params[n]
         if not is_array_api_obj(h) or tuple(h.shape) != tuple(p.shape):
             raise ValueError(f"hessian[{n!r}] must be an array of its param's shape {tuple(p.shape)}, got "
                              f"{type(h).__name__} {tuple(getattr(h, 'shape', ()))}")
@@ -217,26 +213,17 @@ def adahessian_step(opt, params, grads, state, *, copy, hps, hessian=None):
         except TypeError:
             raise ValueError(f"hessian[{n!r}] is a {type(h).__name__}, its param a {type(p).__name__}: one "
                              "array library per step") from None
-        if not xp.isdtype(h.dtype, "real floating"):
+        if not view.xp.isdtype(h.dtype, "real floating"):
             raise ValueError(f"hessian[{n!r}] must have a real floating dtype, got {h.dtype}")
         if _device(h) != _device(p):
             raise ValueError(f"hessian[{n!r}] is on device {_device(h)}, its param on {_device(p)}")
-        fresh[n] = h if h.dtype == p.dtype else xp.astype(h, p.dtype)
-    new_params = dict(params)
-    new_state = {n: dict(s) for n, s in state.items()}
-    for n in active:
-        p = params[n]
-        hp = hps.get(n, hps[None])
-        s = new_state[n] if n in state else opt._init_one(xp, n, p)
-        s = {k: claim(xp, v, copy) for k, v in s.items()}
-        g = grads[n]
-        if g.dtype != p.dtype:
-            g = xp.astype(g, p.dtype)
-        new_params[n] = adahessian_kernel(xp, claim(xp, p, copy), g, s, hp, {"hess": fresh.get(n)})
-        new_state[n] = s
-    return new_params, new_state
+        out[n] = {"hess": h if h.dtype == p.dtype else view.xp.astype(h, p.dtype)}
+    return out
 
 
 register(OptimInfo("adahessian", "An Adaptive Second Order Optimizer", AdahessianHyperparams,
-                   kernel=adahessian_kernel, init=adahessian_init, step_fn=adahessian_step, param_slots=_SLOTS,
-                   has_betas=True, second_order=True, jit_compatible=False))
+                   kernel=adahessian_kernel, init=adahessian_init, param_slots=_SLOTS,
+                   has_betas=True, second_order=True,
+                   step_inputs=(StepInput("hessian", "name -> Hessian-diagonal estimate of the param's shape, for "
+                                          "the params whose estimate is due (see hutchinson_diag)", prepare_hessian,
+                                          host=True),)))

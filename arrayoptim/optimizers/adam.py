@@ -135,7 +135,7 @@ def adam_kernel(xp, p, g, s, hp, ctx):
 _ADAM_SLOTS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 register(OptimInfo("adam", "torch.optim.Adam, Adaptive Moment Estimation", AdamHyperparams,
                    kernel=adam_kernel, init=adam_init, param_slots=_ADAM_SLOTS, has_betas=True,
-                   elementwise=True))
+                   locality="element"))
 register(OptimInfo("adamw", "torch.optim.AdamW, Adam with decoupled weight decay", AdamWHyperparams,
                    kernel=adam_kernel, init=adam_init, param_slots=_ADAM_SLOTS, has_betas=True,
-                   elementwise=True))
+                   locality="element"))

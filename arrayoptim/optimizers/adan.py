@@ -37,7 +37,7 @@ class AdanHyperparams(Hyperparams):
     --------
     * **Step counter.** timm keeps one ``step`` per *param group* (``group['step']``), incremented on every
       ``step()`` call. Here each param has a ``step`` slot, and before a step the slots of the params with a grad
-      are set to the largest ``step`` of their group (registry flag ``group_step``), so ``t`` is the group's
+      are set to the largest ``step`` of their group (registry field ``counter="group"``), so ``t`` is the group's
       count, as in timm, also for a param that misses grads or gets its first grad late. Params without a grad
       stay untouched, so one case still differs: a ``step()`` in which *no* param of a group has a grad advances
       timm's counter and changes nothing here. ``neg_pre_grad`` is set to :math:`-g` at a param's first grad and
@@ -113,7 +113,7 @@ def adan_kernel(xp, p, g, s, hp, ctx):
 register(
     OptimInfo("adan", "Adaptive Nesterov Momentum Algorithm", AdanHyperparams, kernel=adan_kernel, init=adan_init,
               param_slots=("exp_avg", "exp_avg_sq", "exp_avg_diff", "neg_pre_grad"), defaults={"no_prox": False},
-              has_betas=True, num_betas=3, group_step=True),
+              has_betas=True, num_betas=3, counter="group"),
     variants={
         "adanw": ("Adaptive Nesterov Momentum with decoupled weight decay", {"no_prox": True}),
         "cadan": ("Cautious Adaptive Nesterov Momentum Algorithm", {"caution": True, "no_prox": False}),

@@ -12,10 +12,9 @@ from typing import Any, Callable, Mapping
 from array_api_compat import array_namespace, is_array_api_obj
 from array_api_compat import device as _device
 
-from .._core import claim, validate_step
 from .._hyper import Hyperparams, check_lr, check_max_lr_snapshot, check_weight_decay, hyperfield
 from .._xp import decay_scale
-from .._registry import OptimInfo, register
+from .._registry import OptimInfo, StepInput, StepView, register
 
 __all__ = ["KronHyperparams", "kron_draws", "precond_update_prob_schedule"]
 
@@ -219,16 +218,17 @@ def kron_draws(opt: Any, params: Mapping[str, Any], grads: Mapping[str, Any], st
     ``normal`` = ``torch.randn(shape)`` from torch's global RNG (forked) or, with ``deterministic=True``,
     ``torch.randn(shape, generator=torch.Generator().manual_seed(rng.randint(0, 2**31)))``.
     """
+    names = [n for n in (list(params) if order is None else list(order)) if grads.get(n) is not None]
+    return _walk_draws(names, params, state, opt.hyperparams_for, uniform, normal)
+
+
+def _walk_draws(names, params, state, record, uniform, normal) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for n in (list(params) if order is None else list(order)):
-        if grads.get(n) is None:
-            continue
-        hp = opt.hyperparams_for(n)
-        p = params[n]
+    for n in names:
+        hp, p = record(n), params[n]
         s = state.get(n)
         if s is None or "step" not in s:
-            xp = array_namespace(p)
-            s = kron_init(xp, p, hp)
+            s = kron_init(array_namespace(p), p, hp)
         update, _ = _schedule(s, hp)
         d: dict[str, Any] = {"balance": float(uniform())}
         if update:
@@ -239,18 +239,15 @@ def kron_draws(opt: Any, params: Mapping[str, Any], grads: Mapping[str, Any], st
     return out
 
 
-def _seeded_draws(opt, params, grads, state, seed):
+def _seeded_draws(view: StepView, seed: int) -> dict[str, dict[str, Any]]:
     import numpy as np
 
-    active = [n for n in params if grads.get(n) is not None]
-    first = state.get(active[0], {}) if active else {}
-    rng = np.random.default_rng([int(seed), int(first.get("step", 0))])
+    rng = np.random.default_rng([int(seed), int(view.slots[view.active[0]].get("step", 0))])
 
     def normal(shape, p):
-        xp = array_namespace(p)
-        return xp.asarray(np.asarray(rng.standard_normal(shape), dtype=np.float64), device=_device(p))
+        return view.xp.asarray(np.asarray(rng.standard_normal(shape), dtype=np.float64), device=_device(p))
 
-    return kron_draws(opt, params, grads, state, uniform=rng.random, normal=normal)
+    return _walk_draws(view.active, view.params, view.slots, view.record, rng.random, normal)
 
 
 # ------------------------------------------------------------------------------------------ contractions
@@ -388,7 +385,7 @@ def kron_kernel(xp, p, g, s, hp, ctx):
 
 # ---------------------------------------------------------------------------------------------------- step
 
-def _check_state(name, p, s, hp, xp):
+def _check_state(xp, name, p, s, hp):
     shape = _flat_shape(tuple(p.shape), hp)
     mb, Q = s.get("momentum_buffer"), s.get("Q")
     if mb is None or Q is None or "step" not in s or "update_counter" not in s:
@@ -411,27 +408,25 @@ def _check_state(name, p, s, hp, xp):
                              "does not belong to these params")
 
 
-def kron_step(opt, params, grads, state, *, copy, hps, draws=None, seed=None):
-    """Validate everything (state, draws), then run the per-array kernel with the host-side decisions."""
-    xp, active = validate_step(params, grads, state, copy=copy)
+def prepare_draws(view: StepView, draws: Mapping[str, Any] | None = None,
+                  seed: int | None = None) -> dict[str, dict[str, Any]]:
+    """Validate ``draws`` (or make them from ``seed``) and decide each param's preconditioner update on the host;
+    each kernel gets its plan (``update``, ``counter``, ``draws``) in ``ctx``."""
     if (draws is None) == (seed is None):
         raise TypeError("kron step needs its randomness explicitly: pass exactly one of seed=<int> or "
                         f"draws=<dict> (got seed={seed!r}, draws={'None' if draws is None else '...'})")
-    if not active:
-        return dict(params), {n: dict(s) for n, s in state.items()}
-    full = {n: (state[n] if n in state else opt._init_one(xp, n, params[n])) for n in active}
-    for n in active:
-        _check_state(n, params[n], full[n], hps.get(n, hps[None]), xp)
+    if not view.active:
+        return {}
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {seed!r}")
-        draws = _seeded_draws(opt, params, grads, full, seed)
+        draws = _seeded_draws(view, seed)
     if not isinstance(draws, Mapping):
         raise TypeError(f"draws must be a mapping from param names to dicts, got {type(draws).__name__}")
     plans = {}
-    for n in active:
-        hp, p = hps.get(n, hps[None]), params[n]
-        update, counter = _schedule(full[n], hp)
+    for n in view.active:
+        hp, p = view.record(n), view.params[n]
+        update, counter = _schedule(view.slots[n], hp)
         d = draws.get(n)
         if not isinstance(d, Mapping) or "balance" not in d:
             raise ValueError(f"draws[{n!r}] must be a dict with 'balance' (a uniform draw in [0, 1))")
@@ -449,23 +444,15 @@ def kron_step(opt, params, grads, state, *, copy, hps, draws=None, seed=None):
         if hp.weight_decay != 0 and hp.stochastic_weight_decay and "wd" not in d:
             raise ValueError(f"draws[{n!r}] needs 'wd' (a uniform draw) for stochastic_weight_decay")
         plans[n] = {"update": update, "counter": counter, "draws": d}
-    new_params = dict(params)
-    new_state = {n: dict(s) for n, s in state.items()}
-    for n in active:
-        p = params[n]
-        s = {k: ([claim(xp, q, copy) for q in v] if k == "Q" else claim(xp, v, copy)) for k, v in full[n].items()}
-        g = grads[n]
-        if g.dtype != p.dtype:
-            g = xp.astype(g, p.dtype)
-        new_params[n] = kron_kernel(xp, claim(xp, p, copy), g, s, hps.get(n, hps[None]), plans[n])
-        new_state[n] = s
-    return new_params, new_state
+    return plans
 
 
 register(
     OptimInfo("kron", "PSGD optimizer with Kronecker-factored preconditioner", KronHyperparams,
-              kernel=kron_kernel, init=kron_init, step_fn=kron_step, has_eps=False, has_momentum=True,
-              jit_compatible=False),
+              kernel=kron_kernel, init=kron_init, check_state=_check_state, locality="matrix", has_eps=False,
+              has_momentum=True,
+              step_inputs=(StepInput("draws", "name -> {'balance', 'V', 'wd'} random draws (see kron_draws), or "
+                                     "seed=<int> to draw them here", prepare_draws, also=("seed",), host=True),)),
     variants={
         "kronw": ("PSGD optimizer with Kronecker-factored preconditioner and decoupled weight decay",
                   {"decoupled_decay": True}),

@@ -54,7 +54,7 @@ class LambHyperparams(Hyperparams):
     --------
     * timm keeps ``step`` in the **param group** and increments it on every ``step()``. arrayoptim keeps a
       per-param ``step`` slot; before a step the slots of the params with a grad are set to the largest ``step``
-      of their group (registry flag ``group_step``), so ``t`` is the group's count, as in timm, also for a param
+      of their group (registry field ``counter="group"``), so ``t`` is the group's count, as in timm, also for a param
       that misses grads. Params without a grad stay untouched, so a ``step()`` in which *no* param of a group
       has a grad advances timm's counter and changes nothing here.
     * ``max_grad_norm`` is read from the optimizer's top-level hyperparameters only (timm reads
@@ -173,7 +173,7 @@ def lamb_kernel(xp, p, g, s, hp, ctx):
 register(
     OptimInfo("lamb", "Layer-wise Adaptive Moments for batch optimization", LambHyperparams, kernel=lamb_kernel,
               init=lamb_init, prepare=lamb_prepare, param_slots=("exp_avg", "exp_avg_sq"), has_betas=True,
-              group_step=True),
+              counter="group"),
     variants={
         "lambc": ("LAMB with trust ratio clipping for stability", {"trust_clip": True}),
         "lambw": ("LAMB with decoupled weight decay", {"decoupled_decay": True}),

@@ -1,7 +1,7 @@
 r"""L-BFGS exactly as torch.optim.LBFGS implements it (``lbfgs``), with an optional strong-Wolfe line search.
 
 Not a per-array map: it works on the flattened concatenation of all params, calls a closure several times per
-step and takes host-side decisions (``jit_compatible=False``).
+step and takes host-side decisions (``locality='step'``: not traceable).
 """
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from typing import Any, Callable, Mapping
 from array_api_compat import is_array_api_obj
 from array_api_compat import device as _device
 
-from .._core import claim, validate_step
 from .._hyper import Hyperparams, check_lr, hyperfield
-from .._registry import OptimInfo, register
-from .._xp import assign
+from .._registry import OptimInfo, StepInput, StepView, register
+from .._xp import assign, claim
 
 #: the slots torch keeps in ``state[first param]``; here under the first param name
 SLOTS = ("func_evals", "n_iter", "d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", "prev_loss",
@@ -273,14 +272,19 @@ def _check_closure_grads(grads: Any, flat: _Flat) -> None:
             raise ValueError(f"closure grads[{n!r}] has shape {tuple(g.shape)}, its param has shape {flat.shapes[n]}")
 
 
-def lbfgs_step(opt, params, grads, state, *, copy=True, hps, closure: Callable[[Any], Any] | None = None):
+def check_closure(view: StepView, closure: Callable[[Any], Any] | None = None) -> dict:
+    """The closure must be given and callable (what it returns is checked at each call)."""
+    if closure is None or not callable(closure):
+        raise TypeError(f"lbfgs.step() needs closure=f with f(params) -> (loss, grads), got closure={closure!r}")
+    return {}
+
+
+def lbfgs_step(opt, view: StepView, *, copy=True, closure: Callable[[Any], Any]):
     """One torch LBFGS ``step(closure)``; see :class:`LBFGSHyperparams`. Nothing is written before the end."""
     if opt.groups:
         raise ValueError("LBFGS doesn't support per-parameter options (parameter groups)")
-    if closure is None or not callable(closure):
-        raise TypeError(f"lbfgs.step() needs closure=f with f(params) -> (loss, grads), got closure={closure!r}")
-    hp = hps[None]
-    xp, active = validate_step(params, grads, state, copy=copy)
+    params, state, xp, active = view.params, view.state, view.xp, list(view.active)
+    hp = opt.hyperparams if not active else view.record(active[0])
     new_state = {n: dict(s) for n, s in state.items()}
     if not active:
         return dict(params), new_state
@@ -459,5 +463,6 @@ def _finish(xp, params, new_state, first, st, slots, flat: _Flat, x, copy):
 
 
 register(OptimInfo("lbfgs", "torch.optim.LBFGS, limited-memory BFGS with optional strong-Wolfe line search",
-                   LBFGSHyperparams, step_fn=lbfgs_step, has_eps=False, second_order=False,
-                   jit_compatible=False))
+                   LBFGSHyperparams, step_fn=lbfgs_step, locality="step", has_eps=False, second_order=False,
+                   step_inputs=(StepInput("closure", "f(params) -> (loss, grads), called several times per step",
+                                          check_closure, host=True),)))

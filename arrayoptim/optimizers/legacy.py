@@ -107,7 +107,7 @@ class RAdamLegacyHyperparams(Hyperparams):
             \qquad\text{else}\qquad p \leftarrow p - \frac{\gamma}{1-\beta_1^t}\, m
 
     State: ``step`` (0-d), ``exp_avg`` (m), ``exp_avg_sq`` (v): float32 for half-precision params (as timm:
-    registry flag ``upcast_half``), the param's dtype otherwise.
+    registry field ``half_compute="float32"``), the param's dtype otherwise.
 
     Warnings
     --------
@@ -187,4 +187,4 @@ register(OptimInfo("nadamlegacy", "legacy impl of NAdam that pre-dates inclusion
                    param_slots=("exp_avg", "exp_avg_sq"), has_betas=True))
 register(OptimInfo("radamlegacy", "legacy impl of RAdam that predates inclusion in torch.optim",
                    RAdamLegacyHyperparams, kernel=radam_legacy_kernel, init=radam_legacy_init, has_betas=True,
-                   upcast_half=True, oracle_rtol=1e-6))  # timm computes RAdamLegacy in float32 for every param dtype (~5e-8)
+                   half_compute="float32"))

@@ -100,7 +100,7 @@ _CORRECTED = " with corrected weight decay (lr²/max_lr scaling)"
 register(
     OptimInfo("lion", "Evolved Sign Momentum optimizer for improved convergence", LionHyperparams,
               kernel=lion_kernel, init=lion_init, param_slots=("exp_avg",), has_eps=False, has_betas=True,
-              elementwise=True),
+              locality="element"),
     variants={
         "lionc": ("Lion" + _CORRECTED, {"corrected_weight_decay": True}),
         "clion": ("Cautious Lion", {"caution": True}),

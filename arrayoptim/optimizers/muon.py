@@ -484,7 +484,7 @@ def muon_kernel(xp, p, g, s, hp, ctx):
 _SLOTS = ("momentum_buffer", "exp_avg", "exp_avg_sq")
 register(
     OptimInfo("muon", "MomentUm Orthogonalized by Newton-schulz with AdamW fallback for 1D params", MuonHyperparams,
-              kernel=muon_kernel, init=muon_init, prepare=muon_prepare, param_slots=_SLOTS,
+              kernel=muon_kernel, init=muon_init, prepare=muon_prepare, param_slots=_SLOTS, locality="matrix",
               has_eps=True, has_momentum=True, has_betas=True),
     variants={
         "nmuon": ("MomentUm Orthogonalized by Newton-schulz with Nesterov and NAdamW fallback for 1D params",

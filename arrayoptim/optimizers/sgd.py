@@ -141,7 +141,7 @@ def sgd_kernel(xp, p, g, s, hp, ctx):
 register(
     OptimInfo("sgd", "torch.Optim Stochastic Gradient Descent (SGD) with Nesterov momentum", SGDHyperparams,
               kernel=sgd_kernel, defaults={"nesterov": True}, has_eps=False, has_momentum=True,
-              param_slots=("momentum_buffer",), elementwise=True),
+              param_slots=("momentum_buffer",), locality="element"),
     variants={"momentum": ("torch.Optim Stochastic Gradient Descent (SGD) with classical momentum",
                            {"nesterov": False})},
     aliases=["nesterov"],
@@ -150,7 +150,7 @@ register(
 register(
     OptimInfo("sgdw", "SGD with decoupled weight decay and Nesterov momentum", SGDWHyperparams,
               kernel=sgd_kernel, defaults={"nesterov": True}, has_eps=False, has_momentum=True,
-              param_slots=("momentum_buffer",), elementwise=True),
+              param_slots=("momentum_buffer",), locality="element"),
     variants={
         "sgdc": ("SGD with corrected decoupled weight decay (lr²/max_lr scaling)",
                  {"corrected_weight_decay": True}),

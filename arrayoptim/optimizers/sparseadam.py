@@ -8,9 +8,8 @@ from typing import Any, Mapping
 from array_api_compat import array_namespace, is_array_api_obj
 from array_api_compat import device as _device
 
-from .._core import claim, validate_step
 from .._hyper import Hyperparams, check_betas
-from .._registry import OptimInfo, register
+from .._registry import OptimInfo, StepInput, StepView, register
 from .._xp import increment_step, like, new_step, zeros_like
 
 
@@ -102,26 +101,9 @@ def sparseadam_kernel(xp, p, g, s, hp, ctx):
     return p
 
 
-def sparseadam_step(opt, params, grads, state, *, copy=True, hps, grad_mask: Mapping[str, Any] | None = None):
-    """The per-array driver of :meth:`Optimizer.step`, plus the ``grad_mask`` keyword (validated first)."""
-    xp, active = validate_step(params, grads, state, copy=copy, param_slots=opt.info.param_slots)
-    masks = _check_masks(grad_mask, params, active)
-    new_params = dict(params)
-    new_state = {n: dict(s) for n, s in state.items()}
-    for name in active:
-        p = params[name]
-        s = new_state[name] if name in state else sparseadam_init(xp, p, hps.get(name, hps[None]))
-        s = {k: claim(xp, v, copy) for k, v in s.items()}
-        g = grads[name]
-        if g.dtype != p.dtype:
-            g = xp.astype(g, p.dtype)
-        ctx = {"mask": masks.get(name)}
-        new_params[name] = sparseadam_kernel(xp, claim(xp, p, copy), g, s, hps.get(name, hps[None]), ctx)
-        new_state[name] = s
-    return new_params, new_state
-
-
-def _check_masks(grad_mask, params, active) -> dict[str, Any]:
+def prepare_grad_mask(view: StepView, grad_mask: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Validate ``grad_mask`` (name -> boolean array of the param's shape); each param's kernel gets ``ctx['mask']``."""
+    params, active = view.params, view.active
     if grad_mask is None:
         return {}
     if not isinstance(grad_mask, Mapping):
@@ -147,10 +129,12 @@ def _check_masks(grad_mask, params, active) -> dict[str, Any]:
             raise ValueError(f"grad_mask[{n!r}] has shape {tuple(m.shape)}, its param has shape {tuple(p.shape)}")
         if not mxp.isdtype(m.dtype, "bool"):
             raise ValueError(f"grad_mask[{n!r}] must have a bool dtype, got {m.dtype}")
-        out[n] = m
+        out[n] = {"mask": m}
     return out
 
 
 register(OptimInfo("sparseadam", "torch.optim.SparseAdam, Adam on the entries present in sparse gradients",
                    SparseAdamHyperparams, kernel=sparseadam_kernel, init=sparseadam_init,
-                   step_fn=sparseadam_step, param_slots=("exp_avg", "exp_avg_sq"), has_betas=True))
+                   param_slots=("exp_avg", "exp_avg_sq"), locality="element", has_betas=True,
+                   step_inputs=(StepInput("grad_mask", "name -> boolean array of the param's shape, True where the "
+                                          "sparse gradient has an entry (default: grad != 0)", prepare_grad_mask),)))

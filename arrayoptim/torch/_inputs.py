@@ -3,7 +3,7 @@ autograd graph of ``loss.backward(create_graph=True)``) and Kron's random draws 
 
 ``step_inputs(opt, core, part)`` returns the extra keyword arguments of ``core.step`` for one device part of
 :meth:`ArrayOptimizer._step`; ``{}`` for every optimizer that needs none. Which inputs a core needs is read from
-its step function's signature (a ``hessian`` or a ``draws`` keyword), never from its name.
+its registry entry (``OptimInfo.step_inputs``: a ``hessian`` or a ``draws`` input), never from its name.
 
 **Hessian** (``hessian=``, Adahessian). The usual timm loop works unchanged::
 
@@ -50,8 +50,6 @@ all params in one order, or fail).
 """
 from __future__ import annotations
 
-import functools
-import inspect
 import random
 from typing import Any
 
@@ -74,10 +72,9 @@ _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 def step_inputs(opt: Any, core: Any, part: dict[str, Any]) -> dict[str, Any]:
     """Extra ``core.step`` keywords for ``part`` (``part['b'][name] = (tensor, param binding, slot bindings)``)."""
     base = getattr(core, "base", core)  # the optimizer a lookahead_ wrapper drives
-    takes = _keywords(base.info.step_fn)
-    if "hessian" in takes:
+    if base.info.takes("hessian"):
         return {"hessian": _hessian(opt, base, part)}
-    if "draws" in takes:
+    if base.info.takes("draws"):
         return {"draws": _draws(opt, base, part)}
     return {}
 
@@ -107,11 +104,6 @@ def pop_kron_rng_state(opt: Any, state_dict: dict[str, Any]) -> dict[str, Any]:
             rng = opt.rng = random.Random(KRON_SEED)
         rng.setstate(rng_state)
     return state_dict
-
-
-@functools.lru_cache(maxsize=None)
-def _keywords(fn: Any) -> frozenset:
-    return frozenset() if fn is None else frozenset(inspect.signature(fn).parameters)
 
 
 # ---------------------------------------------------------------------------------------------------- Adahessian

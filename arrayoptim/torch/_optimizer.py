@@ -202,15 +202,7 @@ class ArrayOptimizer(torch.optim.Optimizer):
         return core
 
     def _closure_driven(self) -> bool:
-        return self._step_fn_takes("closure")
-
-    def _step_fn_takes(self, kw: str) -> bool:
-        fn = self._info.step_fn
-        if fn is None:
-            return False
-        import inspect
-
-        return kw in inspect.signature(fn).parameters
+        return self._info.takes("closure")
 
     def _extra_step_kwargs(self, core: Any, part: dict, closure: Callable[[], Any] | None,
                            losses: list) -> dict[str, Any]:
@@ -240,7 +232,7 @@ class ArrayOptimizer(torch.optim.Optimizer):
 
     def _sparse_grads(self) -> bool:
         """Whether the registered step takes sparse gradients (as a dense grad plus a ``grad_mask``)."""
-        return self._step_fn_takes("grad_mask")
+        return self._info.takes("grad_mask")
 
     def _step(self, closure: Callable[[], Any] | None = None) -> Any:
         core = self._core()
@@ -254,7 +246,7 @@ class ArrayOptimizer(torch.optim.Optimizer):
                 if closure is not None:  # closure-driven: every param takes part; grads come from the closure
                     grad = p.grad if p.grad is not None else torch.zeros_like(p)
                 elif grad is None:
-                    if not (self.state[p] and (self._info.group_step or self._opt_name.startswith(LOOKAHEAD_PREFIX))):
+                    if not (self.state[p] and (self._info.counter == "group" or self._opt_name.startswith(LOOKAHEAD_PREFIX))):
                         continue
                     # timm counts steps per group (Adan, LAMB, Lookahead): the core reads the group's count from
                     # the counter slots of every param of the group, and leaves a param without a grad untouched
@@ -314,7 +306,7 @@ class ArrayOptimizer(torch.optim.Optimizer):
         ``step()``, also for a group in which no param has a grad (frozen, or not yet unfrozen). The core leaves
         such params untouched, so the adapter, which holds the groups, advances their counter slots itself: the
         group's count, read by the core from those slots, then stays timm's."""
-        keys = (("step",) if self._info.group_step else ()) + (
+        keys = (("step",) if self._info.counter == "group" else ()) + (
             ("lookahead_step",) if self._opt_name.startswith(LOOKAHEAD_PREFIX) else ())
         if not keys:
             return
@@ -356,7 +348,7 @@ class ArrayOptimizer(torch.optim.Optimizer):
         param's dtype, as torch keeps them, unless the anchor keeps float32 state for half-precision params)."""
         dtype = torch_dtype_of(v)
         if (pb.copied and k != "step" and tuple(v.shape) == tuple(p.shape) and dtype.is_floating_point
-                and not (self._info.upcast_half and p.dtype in (torch.float16, torch.bfloat16))):
+                and not (self._info.half_compute == "float32" and p.dtype in (torch.float16, torch.bfloat16))):
             dtype = p.dtype
         out = torch.empty(tuple(v.shape), dtype=dtype, device=p.device)
         out.copy_(to_torch(v, p.device))

@@ -7,7 +7,7 @@ L-BFGS's history as fixed-shape arrays. ``state_dict()`` writes it in the anchor
 (:func:`prepare_load`, then :func:`finish_load`). What gets converted:
 
 * **Group counters.** timm's Adan and LAMB count steps per param group (``group['step']``: a Python int in Adan,
-  a 0-d tensor in LAMB; registry flag ``group_step``) and timm's Lookahead counts ``group['lookahead_step']``; the
+  a 0-d tensor in LAMB; registry field ``counter='group'``) and timm's Lookahead counts ``group['lookahead_step']``; the
   core keeps a per-param slot synced to its group's count. Saving writes the group's largest per-param count into
   the group and drops the per-param slots; loading gives every param with state its group's count.
 * **Host numbers.** Some anchors keep slots as Python numbers: an ``int`` ``step`` in timm's AdaBelief, Adafactor,
@@ -220,7 +220,7 @@ def _lookahead(opt: Any) -> bool:
 
 def _group_counters(opt: Any) -> tuple[str, ...]:
     """Per-param slots the anchor keeps once per param group."""
-    out = ("step",) if getattr(opt._info, "group_step", False) else ()
+    out = ("step",) if opt._info.counter == "group" else ()
     return out + ((_LOOKAHEAD_COUNTER,) if _lookahead(opt) else ())
 
 
