@@ -5,19 +5,21 @@
 
 The core needs only numpy and array-api-compat; ``import arrayoptim`` never imports torch or cupy.
 """
-from . import optimizers, schedules
+from . import kernels, optimizers, schedules
 from ._core import Optimizer, ParamGroup, create_optimizer
 from ._guard import skip_nonfinite
 from ._flat import FlatOptimizer, Packed, flat
 from .checkpoint import from_state_dict, load_checkpoint, save_checkpoint, to_state_dict
-from ._hyper import Hyperparams
-from ._registry import OptimInfo, get_optimizer_info, list_optimizers
+from ._hyper import Hyperparams, hyperfield
+from ._registry import (COUNTERS, HALF_COMPUTE, LOCALITIES, OptimInfo, StepInput, StepView, get_optimizer_info,
+                        list_optimizers, register)
 from .optimizers.lookahead import Lookahead
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Hyperparams", "Lookahead", "OptimInfo", "Optimizer", "ParamGroup", "create_optimizer", "get_optimizer_info",
-    "list_optimizers", "optimizers", "schedules", "skip_nonfinite", "save_checkpoint", "load_checkpoint",
+    "list_optimizers", "optimizers", "schedules", "kernels", "register", "hyperfield", "StepInput", "StepView",
+    "LOCALITIES", "COUNTERS", "HALF_COMPUTE", "skip_nonfinite", "save_checkpoint", "load_checkpoint",
     "to_state_dict", "from_state_dict", "flat", "FlatOptimizer", "Packed",
 ]

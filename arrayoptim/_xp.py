@@ -17,7 +17,7 @@ from typing import Any
 from array_api_compat import array_namespace, is_array_api_obj, is_jax_array, is_writeable_array
 from array_api_compat import device as _device
 
-__all__ = ["claim", "zeros_like", "step_dtype", "new_step", "increment_step", "like", "assign", "caution", "decay_scale",
+__all__ = ["claim", "lerp", "lerp_", "l2_norm", "zeros_like", "step_dtype", "new_step", "increment_step", "like", "assign", "caution", "decay_scale",
            "rms_clip_denom"]
 
 
@@ -64,6 +64,29 @@ def assign(dst: Any, value: Any) -> Any:
         return value
     dst[...] = value
     return dst
+
+
+def lerp(xp: Any, a: Any, b: Any, w: Any) -> Any:
+    """torch's ``lerp(a, b, w)`` as a new array, in torch's formula: ``a + w (b - a)`` for ``w < 0.5``, else
+    ``b - (b - a)(1 - w)`` (exact at ``w = 1``). ``w`` is a Python float or a 0-d array (both sides computed, picked
+    by ``where``: no host sync)."""
+    if isinstance(w, (int, float)):
+        return a + w * (b - a) if w < 0.5 else b - (b - a) * (1 - w)
+    d = b - a
+    return xp.where(w < 0.5, a + w * d, b - d * (1 - w))
+
+
+def lerp_(xp: Any, a: Any, b: Any, w: Any) -> Any:
+    """``a <- lerp(a, b, w)`` in place on the claimed ``a`` (torch's ``a.lerp_(b, w)``), returning ``a``."""
+    if isinstance(w, (int, float)) and w < 0.5:
+        a += w * (b - a)
+        return a
+    return assign(a, lerp(xp, a, b, w))
+
+
+def l2_norm(xp: Any, x: Any) -> Any:
+    """The Frobenius (L2) norm of a whole array as a 0-d array of its dtype."""
+    return xp.sqrt(xp.sum(x * x))
 
 
 def caution(xp: Any, update: Any, g: Any) -> Any:

@@ -144,3 +144,16 @@ def _load_family_entries() -> None:
 
 
 _load_family_entries()
+
+
+def _load_extensions() -> None:
+    """Third-party optimizers under test: modules named in ARRAYOPTIM_TEST_EXTENSIONS (comma-separated, importable)
+    register themselves on import and give their configurations as ``ENTRIES`` (tests/test_extension.py)."""
+    import importlib
+    import os
+
+    for mod in filter(None, os.environ.get("ARRAYOPTIM_TEST_EXTENSIONS", "").split(",")):
+        OPTIM_DB.update(importlib.import_module(mod.strip()).ENTRIES)
+
+
+_load_extensions()
