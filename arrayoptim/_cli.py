@@ -11,8 +11,7 @@ Exit codes
     Usage error (unknown command, option or optimizer name).
 3
     Something needed is not installed: ``verify`` found no failure but could not run some names because their
-    oracle library (torch, timm) is missing; ``schedule --plot`` without matplotlib; ``bench`` before
-    ``backends/bench.py`` exists.
+    oracle library (torch, timm) is missing; ``schedule --plot`` without matplotlib.
 
 torch and timm are imported only by ``verify`` (and ``bench``), never by ``list``, ``compare`` or ``schedule``.
 """
@@ -437,14 +436,10 @@ def cmd_schedule(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_bench(argv: Sequence[str], err: TextIO) -> int:
     import importlib
 
-    try:
-        bench = importlib.import_module("backends.bench")
-    except ModuleNotFoundError as e:
-        if e.name not in ("backends", "backends.bench"):
-            raise
-        print("arrayoptim bench: not available yet (backends/bench.py, the performance issue, is not in this "
-              "install)", file=err)
-        return EXIT_UNAVAILABLE
+    # arrayoptim.backends is the repository's backends/ folder, installed inside arrayoptim (pyproject.toml), so a
+    # backends/ folder in the working directory cannot shadow it. The benchmark skips the implementations whose
+    # library (torch, timm, numba, jax) is missing and says so; it needs nothing beyond arrayoptim's own dependencies.
+    bench = importlib.import_module("arrayoptim.backends.bench")
     rc = bench.main(list(argv))
     return EXIT_OK if rc is None else int(rc)
 
@@ -458,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="torch.optim and timm optimizers as pure functions on the Python array API: list them, verify "
                     "them against torch/timm, compare them, plot schedules.",
         epilog="exit codes: 0 ok; 1 a verification FAIL/ERROR or a failed command; 2 usage error; 3 something "
-               "needed (an oracle, matplotlib, the benchmark) is not installed.")
+               "needed (an oracle, matplotlib) is not installed.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -514,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--metric", type=float, default=1.0, help="constant metric fed to plateau schedulers")
     q.add_argument("--plot", metavar="FILE.png", help="save a plot (matplotlib, Agg)")
 
-    sub.add_parser("bench", help="time arrayoptim against torch and the backends present (backends/bench.py)",
+    sub.add_parser("bench", help="time arrayoptim against torch and the backends present (arrayoptim.backends.bench)",
                    add_help=False)
     return p
 

@@ -1,4 +1,4 @@
-"""Every array backend arrayoptim runs on, declared once, as data.
+"""Every array backend arrayoptim runs on, declared once, as data (installed as ``arrayoptim.backends``).
 
 Used by the tests, the benchmarks and the notebooks. A backend says how to make its arrays from NumPy, how to read
 them back, which device it puts them on, whether they are writeable, whether it has float64, how to synchronize,

@@ -1,4 +1,4 @@
-"""``arrayoptim bench`` / ``python -m backends.bench``: arrayoptim against torch.optim, timm and optax on the CPU.
+"""``arrayoptim bench`` / ``python -m arrayoptim.backends.bench``: arrayoptim vs torch.optim, timm and optax on CPU.
 
 Every implementation of one optimizer on one parameter set runs in this process on the same float32 data and is
 timed **interleaved**: ``--rounds`` rounds, each running every implementation for a block of ``--steps`` steps in

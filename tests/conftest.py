@@ -1,4 +1,4 @@
-"""Shared fixtures: the backends declared in ``backends/`` (selectable with ARRAYOPTIM_BACKENDS)."""
+"""Shared fixtures: the backends declared in ``arrayoptim.backends`` (selectable with ARRAYOPTIM_BACKENDS)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +9,7 @@ from hypothesis import settings
 settings.register_profile("arrayoptim", derandomize=True, deadline=None, max_examples=25, print_blob=True)
 settings.load_profile("arrayoptim")
 
-from backends import selected_backends
+from arrayoptim.backends import selected_backends
 
 BACKEND_PARAMS = [pytest.param(b, id=b.name) for b in selected_backends()]
 DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]

@@ -278,12 +278,15 @@ def test_schedule_lists_kinds_and_rejects_bad_input():
 
 # -------------------------------------------------------------------------------------------------- bench
 
-def test_bench_without_the_benchmark_module_says_so():
+def test_bench_is_arrayoptim_backends_bench_never_a_top_level_backends():
     code = textwrap.dedent("""
         import sys
-        sys.modules['backends.bench'] = None   # as before backends/bench.py exists
+        sys.modules['backends'] = sys.modules['backends.bench'] = None   # any import of them raises
         from arrayoptim.__main__ import main
         sys.exit(main(sys.argv[1:]))
     """)
-    r = run("bench", code=code)
-    assert r.returncode == 3 and "not available yet" in r.stderr
+    r = run("bench", "--help", code=code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: arrayoptim bench") and "--optimizers" in r.stdout
+    r = run("bench", "--optimizers", "nope", code=code)
+    assert r.returncode != 0 and "unknown optimizers ['nope']" in r.stderr

@@ -11,7 +11,7 @@ import pytest
 from array_api_compat import array_namespace, device, is_array_api_obj
 
 import arrayoptim as ao
-from backends import BACKENDS
+from arrayoptim.backends import BACKENDS
 from optim_db import DEFAULT_SHAPES, OPTIM_DB, problem_shapes
 
 CASES = [pytest.param(name, inp, id=f"{name}-{inp.desc.replace(' ', '_')}")
