@@ -79,7 +79,7 @@ class Backend:
 
     def run_step(self, opt: Any, params: Any, grads: Any, state: Any, **kwargs: Any) -> Any:
         """``opt.step(params, grads, state, **kwargs)``, compiled where the backend compiles."""
-        if self.jit and getattr(getattr(opt, "info", None), "jit_compatible", True):
+        if self.jit and getattr(getattr(opt, "info", None), "traceable", True):
             import jax
 
             fn = jax.jit(lambda p, g, s: opt.step(p, g, s, **kwargs))

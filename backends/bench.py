@@ -235,7 +235,7 @@ def _build(impl: str, opt: str, params: dict, grads: dict) -> Callable | None:
 
     ao_name, hp, _ = OPTIMIZERS[opt]
     numba_ok = _accel.available("numba")
-    flat_ok = hasattr(ao, "flat") and getattr(ao.get_optimizer_info(ao_name), "elementwise", False)
+    flat_ok = hasattr(ao, "flat") and ao.get_optimizer_info(ao_name).locality == "element"
     if impl == "ao":
         return _ao_step(ao_name, hp, params, grads, None)
     if impl == "ao-ref":

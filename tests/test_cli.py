@@ -160,15 +160,21 @@ def test_verify_driven_names_fail_on_a_wrong_step():
         import dataclasses, functools, sys
         from arrayoptim import _registry
         from arrayoptim.__main__ import main
-        def off(fn):
-            @functools.wraps(fn)   # the same signature: the same step inputs, the same driver
+        def off_step(fn):  # a whole step (LBFGS) off by one part in a million
+            @functools.wraps(fn)
             def wrong(*args, **kwargs):
                 params, state = fn(*args, **kwargs)
                 return {k: v * (1 + 1e-6) for k, v in params.items()}, state
             return wrong
+        def off_kernel(fn):  # a per-array kernel off by one part in a million (same step inputs, same driver)
+            def wrong(xp, p, g, s, hp, ctx):
+                return fn(xp, p, g, s, hp, ctx) * (1 + 1e-6)
+            return wrong
         for name in ("lbfgs", "sparseadam", "adahessian", "kron"):
             info = _registry.get_optimizer_info(name)
-            _registry._REGISTRY[name] = dataclasses.replace(info, step_fn=off(info.step_fn))
+            changed = ({"step_fn": off_step(info.step_fn)} if info.step_fn is not None
+                       else {"kernel": off_kernel(info.kernel)})
+            _registry._REGISTRY[name] = dataclasses.replace(info, **changed)
         sys.exit(main(sys.argv[1:]))
     """)
     r = run("verify", "lbfgs", "sparseadam", "adahessian", "kron", "--steps", "2", code=code)
