@@ -10,7 +10,7 @@ from array_api_compat import device as _device
 
 from .._hyper import Hyperparams, check_betas, check_eps, check_lr, check_weight_decay, hyperfield
 from .._registry import OptimInfo, register
-from .._xp import assign, caution, increment_step, like, new_step, zeros_like
+from .._xp import assign, caution, increment_step, lerp_, like, new_step, zeros_like
 
 
 def factored_dims(shape, min_dim_size_to_factor):
@@ -25,17 +25,6 @@ def factored_dims(shape, min_dim_size_to_factor):
     if ndim >= 2 and shape[-2] > min_dim_size_to_factor and shape[-1] > min_dim_size_to_factor:
         return ndim - 2, ndim - 1
     return None
-
-
-def lerp_(xp, a, b, w):
-    """``a <- lerp(a, b, w)`` in place on the claimed ``a``, with torch's formula: ``a + w (b - a)`` for
-    ``w < 0.5``, else ``b - (b - a)(1 - w)`` (exact at ``w = 1``). ``w`` is a Python float or a 0-d array."""
-    if isinstance(w, (int, float)):
-        if w < 0.5:
-            a += w * (b - a)
-            return a
-        return assign(a, b - (b - a) * (1 - w))
-    return assign(a, xp.where(w < 0.5, a + w * (b - a), b - (b - a) * (1 - w)))
 
 
 def rms(xp, x):

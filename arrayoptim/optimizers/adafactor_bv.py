@@ -10,8 +10,8 @@ import math
 from .._hyper import Hyperparams, check_lr, check_max_lr_snapshot, check_momentum, check_weight_decay, hyperfield
 from .._lowp import lowp_lerp
 from .._registry import OptimInfo, register
-from .._xp import assign, caution, increment_step, like, new_step, zeros_like
-from .adafactor import lerp_, rms
+from .._xp import assign, caution, increment_step, lerp_, like, new_step, zeros_like
+from .adafactor import rms
 
 
 def bv_factored_dims(shape, min_dim_size_to_factor):

@@ -6,7 +6,7 @@ import dataclasses
 from .._hyper import (Hyperparams, check_betas, check_eps, check_lr, check_max_lr_snapshot, check_weight_decay,
                       hyperfield)
 from .._registry import OptimInfo, register
-from .._xp import assign, caution, decay_scale, increment_step, like, new_step, rms_clip_denom, zeros_like
+from .._xp import assign, caution, decay_scale, increment_step, lerp_, like, new_step, rms_clip_denom, zeros_like
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -100,7 +100,7 @@ def adamw_legacy_kernel(xp, p, g, s, hp, ctx):
     scale = decay_scale(hp)
     p *= 1.0 - scale * hp.weight_decay
     m, v = s["exp_avg"], s["exp_avg_sq"]
-    m += (1 - beta1) * (g - m)
+    m = lerp_(xp, m, g, 1 - beta1)
     v *= beta2
     v += (1 - beta2) * (g * g)
     s["exp_avg"], s["exp_avg_sq"] = m, v

@@ -7,7 +7,7 @@ import dataclasses
 
 from .._hyper import Hyperparams, check_eps, check_lr, check_momentum, check_weight_decay
 from .._registry import OptimInfo, register
-from .lamb import l2_norm
+from .._xp import l2_norm
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

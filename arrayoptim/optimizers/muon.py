@@ -12,7 +12,9 @@ from typing import Any
 from .._hyper import Hyperparams, check_betas, check_eps, check_lr, check_weight_decay, hyperfield
 from .._lowp import round_to_bfloat16
 from .._registry import OptimInfo, register
-from .._xp import assign, increment_step, like, new_step, zeros_like
+from .._xp import increment_step, l2_norm, lerp, lerp_, like, new_step, zeros_like
+from .adamw_legacy import adamw_legacy_kernel
+from .nadamw import nadamw_kernel
 
 __all__ = ["MuonHyperparams", "NS_COEFFICIENTS", "zeropower_via_newtonschulz", "round_to_bfloat16",
            "is_suitable_for_muon", "resolve_ns_coefficients"]
@@ -251,7 +253,8 @@ def zeropower_via_newtonschulz(xp: Any, G: Any, steps: int, coefficients: Any, e
                                safety_factor: float = 1.0, scale_eps: bool = False,
                                ns_dtype: str | None = None) -> Any:
     r"""Approximate the orthogonal polar factor of ``G`` (2-D, or 3-D batched over the first axis) by
-    Newton-Schulz iterations, as timm's function of the same name.
+    Newton-Schulz iterations, as timm's function of the same name (and torch.optim.Muon's, which is one
+    ``(a, b, c)`` triple, ``safety_factor=1`` and no ``scale_eps``: ``torchmuon`` calls this).
 
     ``coefficients`` is a preset name or triples (see :func:`resolve_ns_coefficients`); ``ns_dtype`` is ``None``
     (``G``'s dtype), ``'float32'``, ``'float64'`` or ``'bfloat16'`` (emulated: every intermediate torch rounds to
@@ -356,21 +359,6 @@ def muon_prepare(xp, params, grads, state, hps):
 
 # ------------------------------------------------------------------------------------------------- kernels
 
-def _lerp(start, end, w: float):
-    """torch's ``lerp`` with a Python weight (its formula switches at 0.5)."""
-    if w < 0.5:
-        return start + w * (end - start)
-    return end - (end - start) * (1 - w)
-
-
-def _lerp_(xp, buf, end, w: float):
-    """In-place ``buf.lerp_(end, w)`` on a claimed array."""
-    if w < 0.5:
-        buf += w * (end - buf)
-        return buf
-    return assign(buf, end - (end - buf) * (1 - w))
-
-
 def _orthogonalised(xp, u, hp):
     """(O in NS layout, the reshape-back function)."""
     shape = tuple(u.shape)
@@ -414,24 +402,27 @@ def _adamuon_lr_scale(ns_shape, fn):
     return 1.0, False
 
 
+@dataclasses.dataclass(frozen=True)
+class _Fallback:
+    """What :func:`adamw_legacy_kernel` and :func:`nadamw_kernel` read, as timm's Muon calls its functional
+    ``adamw``/``nadamw``: no caution, amsgrad, maximize, clipping or corrected decay."""
+
+    lr: float
+    betas: tuple[float, float]
+    eps: float
+    weight_decay: float
+    amsgrad: bool = False
+    caution: bool = False
+    maximize: bool = False
+    clipping_threshold: float | None = None
+    corrected_weight_decay: bool = False
+
+
 def _fallback(xp, p, g, s, hp):
-    """timm's functional AdamW / NAdamW (nesterov) with lr * fallback_lr_scale."""
-    beta1, beta2 = hp.betas
-    lr = hp.lr * hp.fallback_lr_scale
-    t = increment_step(s)
-    p *= 1.0 - lr * hp.weight_decay
-    m, v = s["exp_avg"], s["exp_avg_sq"]
-    m = _lerp_(xp, m, g, 1 - beta1)
-    v *= beta2
-    v += (1 - beta2) * (g * g)
-    s["exp_avg"], s["exp_avg_sq"] = m, v
-    step_size = like(xp, lr / (1 - beta1 ** t), p)
-    bc2_sqrt = like(xp, (1 - beta2 ** t) ** 0.5, p)
-    num = _lerp(m, g, 1 - beta1) if hp.nesterov else m
-    denom = xp.sqrt(v) / bc2_sqrt
-    denom += hp.eps
-    p -= step_size * (num / denom)
-    return p
+    """timm's functional AdamW (``adamwlegacy``'s kernel), NAdamW (``nadamw``'s) with nesterov, at lr
+    ``lr * fallback_lr_scale``."""
+    fb = _Fallback(lr=hp.lr * hp.fallback_lr_scale, betas=hp.betas, eps=hp.eps, weight_decay=hp.weight_decay)
+    return (nadamw_kernel if hp.nesterov else adamw_legacy_kernel)(xp, p, g, s, fb, {})
 
 
 def muon_kernel(xp, p, g, s, hp, ctx):
@@ -453,9 +444,9 @@ def muon_kernel(xp, p, g, s, hp, ctx):
             s["exp_avg_sq"] = zeros_like(xp, p)
         t = increment_step(s)
     p *= 1.0 - hp.lr * hp.weight_decay
-    buf = _lerp_(xp, s["momentum_buffer"], g, 1.0 - hp.momentum)
+    buf = lerp_(xp, s["momentum_buffer"], g, 1.0 - hp.momentum)
     s["momentum_buffer"] = buf
-    u = _lerp(g, buf, hp.momentum) if hp.nesterov else buf
+    u = lerp(xp, g, buf, hp.momentum) if hp.nesterov else buf
     O, back = _orthogonalised(xp, u, hp)
     batched = hp.conv_mode == "batched" and p.ndim >= 3
     spatial = math.prod(tuple(p.shape)[2:]) ** -0.5 if batched and hp.normalize_spatial else 1.0
@@ -476,7 +467,7 @@ def muon_kernel(xp, p, g, s, hp, ctx):
         denom = xp.sqrt(v / like(xp, 1 - beta2 ** t, p)) + hp.eps
     U = O / denom
     if rms:
-        U = U / (xp.sqrt(xp.sum(U * U)) + hp.eps)
+        U = U / (l2_norm(xp, U) + hp.eps)
     p += (-hp.lr * scale * spatial) * U
     return p
 

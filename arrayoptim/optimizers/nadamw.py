@@ -6,7 +6,7 @@ import dataclasses
 from .._hyper import (Hyperparams, check_betas, check_eps, check_lr, check_max_lr_snapshot, check_weight_decay,
                       hyperfield)
 from .._registry import OptimInfo, register
-from .._xp import caution, decay_scale, increment_step, like, new_step, rms_clip_denom, zeros_like
+from .._xp import caution, decay_scale, increment_step, lerp, lerp_, like, new_step, rms_clip_denom, zeros_like
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -87,13 +87,13 @@ def nadamw_kernel(xp, p, g, s, hp, ctx):
     scale = decay_scale(hp)
     p *= 1.0 - scale * hp.weight_decay
     m, v = s["exp_avg"], s["exp_avg_sq"]
-    m += (1 - beta1) * (g - m)
+    m = lerp_(xp, m, g, 1 - beta1)
     v *= beta2
     v += (1 - beta2) * (g * g)
     s["exp_avg"], s["exp_avg_sq"] = m, v
     step_size = like(xp, hp.lr / (1 - beta1 ** t), p)
     bc2_sqrt = like(xp, (1 - beta2 ** t) ** 0.5, p)
-    num = m + (1 - beta1) * (g - m)
+    num = lerp(xp, m, g, 1 - beta1)
     denom = xp.sqrt(v) / bc2_sqrt + hp.eps
     if hp.clipping_threshold is not None:
         denom = rms_clip_denom(xp, denom, g, hp.clipping_threshold)

@@ -7,10 +7,10 @@ import math
 import numbers
 
 from .._hyper import Hyperparams, hyperfield
-from .._registry import OptimInfo, register
 from array_api_compat import device as _device
 
-from .._xp import assign, increment_step, like, new_step, zeros_like
+from .._registry import OptimInfo, register
+from .._xp import increment_step, lerp_, like, new_step, zeros_like
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -111,13 +111,6 @@ def torch_adafactor_init(xp, p, hp):
     return s
 
 
-def _lerp(xp, start, end, w):
-    """torch's ``lerp`` (``start + w (end - start)`` for ``w < 0.5``, ``end - (end - start)(1 - w)`` otherwise)
-    with an array weight: both sides computed, picked by ``where``."""
-    diff = end - start
-    return xp.where(w < 0.5, start + w * diff, end - diff * (1 - w))
-
-
 def torch_adafactor_kernel(xp, p, g, s, hp, ctx):
     """Per-array torch Adafactor update; see :class:`TorchAdafactorHyperparams` for the math."""
     if hp.maximize:
@@ -139,12 +132,12 @@ def torch_adafactor_kernel(xp, p, g, s, hp, ctx):
         gg = g * g
         r = xp.sqrt(xp.sum(gg, axis=-1, keepdims=True))
         c = xp.sqrt(xp.sum(gg, axis=-2, keepdims=True))
-        row_var = assign(row_var, _lerp(xp, row_var, r * r / g.shape[-1], beta2_t))
-        col_var = assign(col_var, _lerp(xp, col_var, c * c / g.shape[-2], beta2_t))
+        row_var = lerp_(xp, row_var, r * r / g.shape[-1], beta2_t)
+        col_var = lerp_(xp, col_var, c * c / g.shape[-2], beta2_t)
         s["row_var"], s["col_var"] = row_var, col_var
         var_estimate = (row_var * col_var) / xp.clip(xp.mean(row_var, axis=-2, keepdims=True), min=eps1)
     else:
-        variance = assign(s["variance"], _lerp(xp, s["variance"], g * g, beta2_t))
+        variance = lerp_(xp, s["variance"], g * g, beta2_t)
         s["variance"] = variance
         var_estimate = variance
     update = g * (1 / xp.sqrt(xp.clip(var_estimate, min=eps1 * eps1)))

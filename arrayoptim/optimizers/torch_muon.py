@@ -7,7 +7,10 @@ import dataclasses
 from .._hyper import Hyperparams, check_momentum, hyperfield
 from .._lowp import round_to_bfloat16
 from .._registry import OptimInfo, register
-from .._xp import assign, zeros_like
+from .._xp import lerp, lerp_, zeros_like
+from .muon import zeropower_via_newtonschulz
+
+__all__ = ["TorchMuonHyperparams", "ADJUST_LR_FNS", "newton_schulz", "adjusted_lr", "round_to_bfloat16"]
 
 ADJUST_LR_FNS = ("original", "match_rms_adamw", "spectral_unclamped")
 
@@ -108,35 +111,11 @@ def torch_muon_prepare(xp, params, grads, state, hps):
     return {}
 
 
-def _lerp(start, end, w: float):
-    """torch's ``lerp`` with a Python weight (the formula switches at 0.5)."""
-    if w < 0.5:
-        return start + w * (end - start)
-    return end - (end - start) * (1 - w)
-
-
 def newton_schulz(xp, u, hp):
-    """The orthogonalized update, in ``u``'s dtype (or emulated bfloat16 with ``hp.ns_dtype='bfloat16'``)."""
-    a, b, c = hp.ns_coefficients
-    bf16 = hp.ns_dtype == "bfloat16"
-    if bf16:
-        r = lambda v: round_to_bfloat16(xp, v)  # noqa: E731
-        x = r(xp.astype(u, xp.float32))
-    else:
-        r = lambda v: v  # noqa: E731
-        x = u
-    tall = u.shape[0] > u.shape[1]
-    if tall:
-        x = x.T
-    norm = r(xp.sqrt(xp.sum(x * x)))
-    x = r(x / r(xp.clip(norm, min=hp.eps)))
-    for _ in range(hp.ns_steps):
-        gram = r(x @ x.T)
-        gram_update = r(b * gram + c * (gram @ gram))
-        x = r(a * x + gram_update @ x)
-    if tall:
-        x = x.T
-    return xp.astype(x, u.dtype) if bf16 else x
+    """The orthogonalized update in ``u``'s dtype (emulated bfloat16 arithmetic with ``hp.ns_dtype='bfloat16'``):
+    :func:`arrayoptim.optimizers.muon.zeropower_via_newtonschulz` with torch's one ``(a, b, c)`` triple repeated
+    ``ns_steps`` times, the norm clamped at ``eps``."""
+    return zeropower_via_newtonschulz(xp, u, hp.ns_steps, hp.ns_coefficients, eps=hp.eps, ns_dtype=hp.ns_dtype)
 
 
 def adjusted_lr(lr: float, fn: str | None, shape) -> float:
@@ -154,12 +133,11 @@ def adjusted_lr(lr: float, fn: str | None, shape) -> float:
 
 def torch_muon_kernel(xp, p, g, s, hp, ctx):
     """Per-array torch Muon update; see :class:`TorchMuonHyperparams` for the math."""
-    buf = s["momentum_buffer"]
-    buf = assign(buf, _lerp(buf, g, 1 - hp.momentum))
+    buf = lerp_(xp, s["momentum_buffer"], g, 1 - hp.momentum)
     s["momentum_buffer"] = buf
     if 0 in tuple(p.shape):  # nothing to update (torch divides by zero for a (n, 0) param)
         return p
-    u = _lerp(g, buf, hp.momentum) if hp.nesterov else buf
+    u = lerp(xp, g, buf, hp.momentum) if hp.nesterov else buf
     update = newton_schulz(xp, u, hp)
     p *= 1 - hp.lr * hp.weight_decay
     p += -adjusted_lr(hp.lr, hp.adjust_lr_fn, tuple(p.shape)) * update
