@@ -3,17 +3,43 @@
 Each optimizer declares one record: a frozen, keyword-only dataclass deriving from :class:`Hyperparams`, whose
 field names and defaults are the anchor constructor's own (``lr``, ``betas``, ``eps``, ``weight_decay``, ...).
 Values are coerced once, at construction, to plain Python numbers (so they never upcast float32 arrays the way a
-NumPy float64 scalar would) and validated by the record's ``validate`` method, with torch's error messages extended
-by the argument's name.
+NumPy float64 scalar would), then checked: first the record's declared ``checks`` (a mapping of field name to a
+check from the small vocabulary below, in the order torch runs them), then its ``validate`` method, which holds
+only what is specific to the record (rules across fields, normalizations). Errors are torch's messages extended by
+the argument's name.
+
+Examples
+--------
+>>> import dataclasses
+>>> from arrayoptim._hyper import ADAM_CHECKS, Hyperparams, Range
+>>> @dataclasses.dataclass(frozen=True, kw_only=True)
+... class Toy(Hyperparams):
+...     lr: float = 1e-3
+...     betas: tuple[float, float] = (0.9, 0.999)
+...     eps: float = 1e-8
+...     weight_decay: float = 0.0
+...     gamma: float = 0.5
+...     checks = {**ADAM_CHECKS, "gamma": Range(gt=0.0, le=1.0)}
+>>> Toy(eps=-1.0)
+Traceback (most recent call last):
+ValueError: Invalid epsilon value: -1.0 (eps=-1.0 must be >= 0)
+>>> Toy(gamma=0)
+Traceback (most recent call last):
+ValueError: Invalid gamma value: 0.0 (gamma=0.0 must be in (0, 1])
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import numbers
-from typing import Any, ClassVar
+from types import MappingProxyType
+from typing import Any, Callable, ClassVar, Mapping
 
-__all__ = ["Hyperparams", "hyperfield", "IMPLEMENTATION_SELECTORS"]
+__all__ = ["Hyperparams", "hyperfield", "IMPLEMENTATION_SELECTORS", "Check", "Range", "OneOf", "Betas", "LR", "EPS",
+           "NONNEG", "BETAS", "MAX_LR_SNAPSHOT", "NESTEROV", "ADAM_CHECKS", "SHOULD_BE"]
+
+#: a declarative check, ``check(name, value, record) -> None``, raising ``ValueError`` (see :class:`Range`)
+Check = Callable[[str, Any, Any], None]
 
 #: torch's implementation selectors: accepted everywhere, no effect on the math.
 IMPLEMENTATION_SELECTORS = frozenset({"foreach", "fused", "capturable", "differentiable"})
@@ -124,15 +150,23 @@ class Hyperparams:
 
     #: the anchor that defines this record's names and defaults, e.g. ``"torch.optim.SGD"``
     anchor: ClassVar[str] = ""
+    #: field name -> :data:`Check`, applied in this order (the anchor's) after coercion, before :meth:`validate`;
+    #: a field holding None (an optional one left unset) is not checked
+    checks: ClassVar[Mapping[str, Check]] = MappingProxyType({})
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             kind = f.metadata.get("kind") or _infer_kind(f.default)
             object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), kind))
+        for name, check in self.checks.items():
+            value = getattr(self, name)
+            if value is not None:
+                check(name, value, self)
         self.validate()
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the argument and value for anything out of range."""
+        """What the declared ``checks`` cannot say (rules across fields, normalizations): raise ``ValueError``
+        naming the arguments and values."""
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -143,7 +177,108 @@ class Hyperparams:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Shared checks, worded like torch's messages plus the argument's name.
+# Declarative checks, worded like torch's messages plus the argument's name. A check is any callable
+# ``check(name, value, record)`` that raises ``ValueError``; these are the shared vocabulary.
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """``value`` within the bounds given (``ge``/``gt`` below, ``le``/``lt`` above; NaN is out of every range).
+
+    Out of range raises ``ValueError(message)``, formatted with ``name``, ``value``, ``label`` (default
+    ``'<name> value'``), ``bound`` (``'>= 0'``, ``'in [0, 1)'``) and ``note``; the default message is torch's
+    ``Invalid <label>: <value>`` plus ``(<name>=<value> must be <bound><note>)``.
+    """
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    label: str | None = None
+    note: str = ""
+    message: str = "Invalid {label}: {value} ({name}={value!r} must be {bound}{note})"
+
+    def __call__(self, name: str, value: Any, record: Any = None) -> None:
+        ok = ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+              and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+        if not ok:
+            label = f"{name} value" if self.label is None else self.label
+            raise ValueError(self.message.format(name=name, value=value, label=label, bound=self.bound,
+                                                 note=self.note))
+
+    @property
+    def bound(self) -> str:
+        """``'>= 0'``, ``'> 0'``, ``'< 100'``, ... or an interval such as ``'in [0, 1)'``."""
+        ops = ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+        given = [(op, v) for op, v in ops if v is not None]
+        if len(given) == 1:
+            return f"{given[0][0]} {_num(given[0][1])}"
+        (lo_op, lo), (hi_op, hi) = given
+        return f"in {'[' if lo_op == '>=' else '('}{_num(lo)}, {_num(hi)}{']' if hi_op == '<=' else ')'}"
+
+
+@dataclasses.dataclass(frozen=True)
+class OneOf:
+    """``value`` is one of ``choices``, else ``ValueError(message)`` formatted with ``name``, ``value`` and
+    ``choices``."""
+
+    choices: Any
+    message: str
+
+    def __call__(self, name: str, value: Any, record: Any = None) -> None:
+        if value not in self.choices:
+            raise ValueError(self.message.format(name=name, value=value, choices=self.choices))
+
+
+@dataclasses.dataclass(frozen=True)
+class Betas:
+    """``n`` coefficients, each in ``[0, 1)`` (torch's messages, one per index)."""
+
+    n: int = 2
+
+    def __call__(self, name: str, value: Any, record: Any = None) -> None:
+        if len(value) != self.n:
+            raise ValueError(f"Invalid {name}: {value!r} ({name} must have {self.n} entries)")
+        for i, b in enumerate(value):
+            if not 0.0 <= b < 1.0:
+                raise ValueError(f"Invalid beta parameter at index {i}: {b} ({name}[{i}]={b!r} must be in [0, 1))")
+
+
+def _max_lr_snapshot(name: str, value: Any, record: Any) -> None:
+    """With ``corrected_weight_decay`` the decay divides by ``max_lr_snapshot``: it must be positive."""
+    check_max_lr_snapshot(record.corrected_weight_decay, value)
+
+
+def _nesterov(name: str, value: Any, record: Any) -> None:
+    """Nesterov needs a momentum and no dampening (torch.optim.SGD's rule)."""
+    if value and (record.momentum <= 0 or record.dampening != 0):
+        raise ValueError(
+            "Nesterov momentum requires a momentum and zero dampening "
+            f"({name}=True, momentum={record.momentum!r}, dampening={record.dampening!r})")
+
+
+#: torch's newer message form (``torch.optim.Adafactor``, ``Muon``): ``Range(..., message=SHOULD_BE)``
+SHOULD_BE = "{label} should be {bound} but is: {value} ({name}={value!r})"
+#: ``lr >= 0``
+LR = Range(ge=0.0, label="learning rate")
+#: ``eps >= 0``
+EPS = Range(ge=0.0, label="epsilon value")
+#: ``>= 0``, the message naming the field (``weight_decay``, ``momentum``, ...)
+NONNEG = Range(ge=0.0)
+#: two coefficients in ``[0, 1)``
+BETAS = Betas(2)
+#: positive when ``corrected_weight_decay`` (the record's field) is set
+MAX_LR_SNAPSHOT: Check = _max_lr_snapshot
+#: ``nesterov=True`` needs ``momentum > 0`` and ``dampening == 0`` (the record's fields)
+NESTEROV: Check = _nesterov
+#: torch.optim.Adam's checks in its order (lr, eps, betas, weight_decay), shared by the Adam-like records
+ADAM_CHECKS: Mapping[str, Check] = MappingProxyType({"lr": LR, "eps": EPS, "betas": BETAS, "weight_decay": NONNEG})
+
+
+# The same checks as functions (kept for records written before the declarative ``checks``).
 
 def check_finite(name: str, value: float) -> None:
     if not math.isfinite(value):
@@ -151,31 +286,23 @@ def check_finite(name: str, value: float) -> None:
 
 
 def check_lr(lr: float) -> None:
-    if not lr >= 0.0:  # also rejects NaN
-        raise ValueError(f"Invalid learning rate: {lr} (lr={lr!r} must be >= 0)")
+    LR("lr", lr)
 
 
 def check_eps(eps: float, name: str = "eps") -> None:
-    if not eps >= 0.0:
-        raise ValueError(f"Invalid epsilon value: {eps} ({name}={eps!r} must be >= 0)")
+    EPS(name, eps)
 
 
 def check_weight_decay(wd: float) -> None:
-    if not wd >= 0.0:
-        raise ValueError(f"Invalid weight_decay value: {wd} (weight_decay={wd!r} must be >= 0)")
+    NONNEG("weight_decay", wd)
 
 
 def check_momentum(momentum: float) -> None:
-    if not momentum >= 0.0:
-        raise ValueError(f"Invalid momentum value: {momentum} (momentum={momentum!r} must be >= 0)")
+    NONNEG("momentum", momentum)
 
 
 def check_betas(betas: tuple[float, ...], n: int = 2, name: str = "betas") -> None:
-    if len(betas) != n:
-        raise ValueError(f"Invalid {name}: {betas!r} ({name} must have {n} entries)")
-    for i, b in enumerate(betas):
-        if not 0.0 <= b < 1.0:
-            raise ValueError(f"Invalid beta parameter at index {i}: {b} ({name}[{i}]={b!r} must be in [0, 1))")
+    Betas(n)(name, betas)
 
 
 def check_max_lr_snapshot(corrected: bool, max_lr: float | None) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._hyper import Hyperparams, check_betas, check_eps, check_lr, check_weight_decay
+from .._hyper import ADAM_CHECKS, Hyperparams
 from .._registry import OptimInfo, register
 from .._xp import assign, increment_step, like, new_step, zeros_like
 
@@ -81,11 +81,7 @@ class AdaBeliefHyperparams(Hyperparams):
     rectify: bool = True
     degenerated_to_sgd: bool = True
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_eps(self.eps)
-        check_betas(self.betas)
-        check_weight_decay(self.weight_decay)
+    checks = ADAM_CHECKS
 
 
 def adabelief_init(xp, p, hp):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._hyper import Hyperparams, check_eps, check_lr, check_weight_decay
+from .._hyper import EPS, LR, NONNEG, Hyperparams, Range
 from .._registry import OptimInfo, register
 from .._xp import increment_step, new_step, zeros_like
 
@@ -52,12 +52,7 @@ class AdadeltaHyperparams(Hyperparams):
     weight_decay: float = 0.0
     maximize: bool = False
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        if not 0.0 <= self.rho <= 1.0:
-            raise ValueError(f"Invalid rho value: {self.rho} (rho={self.rho!r} must be in [0, 1])")
-        check_eps(self.eps)
-        check_weight_decay(self.weight_decay)
+    checks = {"lr": LR, "rho": Range(ge=0.0, le=1.0), "eps": EPS, "weight_decay": NONNEG}
 
 
 def adadelta_init(xp, p, hp):

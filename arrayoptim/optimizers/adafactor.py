@@ -8,7 +8,7 @@ import math
 
 from array_api_compat import device as _device
 
-from .._hyper import Hyperparams, check_betas, check_eps, check_lr, check_weight_decay, hyperfield
+from .._hyper import BETAS, EPS, LR, NONNEG, Hyperparams, Range, hyperfield
 from .._registry import OptimInfo, register
 from .._xp import assign, caution, increment_step, lerp_, like, new_step, zeros_like
 
@@ -30,6 +30,13 @@ def factored_dims(shape, min_dim_size_to_factor):
 def rms(xp, x):
     """Root mean square of a whole non-empty array, ``||x|| / sqrt(numel)``."""
     return xp.sqrt(xp.sum(x * x)) / math.sqrt(math.prod(x.shape))
+
+
+def _relative_step_only(name, warmup_init, hp) -> None:
+    """timm: ``warmup_init`` shapes the relative step, so it needs ``lr=None``."""
+    if warmup_init and hp.lr is not None:
+        raise ValueError(f"warmup_init requires relative_step=True (lr={hp.lr!r}, warmup_init=True; "
+                         "leave lr=None for the relative step)")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -96,23 +103,9 @@ class AdafactorHyperparams(Hyperparams):
     min_dim_size_to_factor: int = hyperfield(16, "int")
     caution: bool = False
 
-    def validate(self) -> None:
-        if self.lr is not None:
-            check_lr(self.lr)
-            if self.warmup_init:
-                raise ValueError(f"warmup_init requires relative_step=True (lr={self.lr!r}, warmup_init=True; "
-                                 "leave lr=None for the relative step)")
-        check_eps(self.eps)
-        check_eps(self.eps_scale, "eps_scale")
-        check_weight_decay(self.weight_decay)
-        if self.betas is not None:
-            check_betas(self.betas)
-        if not self.clip_threshold > 0:
-            raise ValueError(f"Invalid clip_threshold value: {self.clip_threshold} "
-                             f"(clip_threshold={self.clip_threshold!r} must be > 0)")
-        if not self.decay_rate <= 0:
-            raise ValueError(f"Invalid decay_rate value: {self.decay_rate} "
-                             f"(decay_rate={self.decay_rate!r} must be <= 0: beta2_t = 1 - t ** decay_rate)")
+    checks = {"lr": LR, "warmup_init": _relative_step_only, "eps": EPS, "eps_scale": EPS, "weight_decay": NONNEG,
+              "betas": BETAS, "clip_threshold": Range(gt=0.0),
+              "decay_rate": Range(le=0.0, note=": beta2_t = 1 - t ** decay_rate")}
 
 
 def _drop(shape, dim):

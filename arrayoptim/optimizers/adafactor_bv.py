@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from .._hyper import Hyperparams, check_lr, check_max_lr_snapshot, check_momentum, check_weight_decay, hyperfield
+from .._hyper import LR, MAX_LR_SNAPSHOT, NONNEG, Hyperparams, OneOf, Range, hyperfield
 from .._lowp import lowp_lerp
 from .._registry import OptimInfo, register
 from .._xp import assign, caution, increment_step, lerp_, like, new_step, zeros_like
@@ -23,6 +23,10 @@ def bv_factored_dims(shape, min_dim_size_to_factor):
     if order[-2][0] < min_dim_size_to_factor:
         return None
     return order[-2][1], order[-1][1]
+
+
+#: storage formats of ``momentum_dtype`` and their widths (bits)
+_WIDTH = {"bfloat16": 16, "float16": 16, "float32": 32, "float64": 64}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -94,27 +98,12 @@ class AdafactorBigVisionHyperparams(Hyperparams):
     corrected_weight_decay: bool = False
     max_lr_snapshot: float | None = hyperfield(None, "?float")
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_weight_decay(self.weight_decay)
-        if self.momentum is not None:
-            check_momentum(self.momentum)
-        if self.eps is not None and not self.eps >= 0:
-            raise ValueError(f"Invalid epsilon value: {self.eps} (eps={self.eps!r} must be >= 0 or None)")
-        if self.clipping_threshold is not None and not self.clipping_threshold > 0:
-            raise ValueError(f"Invalid clipping_threshold value: {self.clipping_threshold} "
-                             f"(clipping_threshold={self.clipping_threshold!r} must be > 0 or None)")
-        if not 0 <= self.beta2_cap <= 1:
-            raise ValueError(f"Invalid beta2_cap value: {self.beta2_cap} (beta2_cap={self.beta2_cap!r} must be "
-                             "in [0, 1])")
-        check_max_lr_snapshot(self.corrected_weight_decay, self.max_lr_snapshot)
-        if self.momentum_dtype not in _WIDTH and self.momentum_dtype is not None:
-            raise ValueError(f"Invalid momentum_dtype value: {self.momentum_dtype} (momentum_dtype="
-                             f"{self.momentum_dtype!r} must be one of {sorted(_WIDTH)} or None)")
-
-
-#: storage formats of ``momentum_dtype`` and their widths (bits)
-_WIDTH = {"bfloat16": 16, "float16": 16, "float32": 32, "float64": 64}
+    checks = {"lr": LR, "weight_decay": NONNEG, "momentum": NONNEG,
+              "eps": Range(ge=0.0, label="epsilon value", note=" or None"),
+              "clipping_threshold": Range(gt=0.0, note=" or None"), "beta2_cap": Range(ge=0.0, le=1.0),
+              "max_lr_snapshot": MAX_LR_SNAPSHOT,
+              "momentum_dtype": OneOf(sorted(_WIDTH), "Invalid {name} value: {value} ({name}={value!r} must be one of "
+                                                      "{choices} or None)")}
 
 
 def momentum_rounding(hp, p) -> str | None:

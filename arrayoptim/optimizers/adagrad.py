@@ -5,7 +5,7 @@ import dataclasses
 
 from array_api_compat import device
 
-from .._hyper import Hyperparams, check_eps, check_lr, check_weight_decay
+from .._hyper import EPS, LR, NONNEG, Hyperparams
 from .._registry import OptimInfo, register
 from .._xp import increment_step, like, new_step
 
@@ -57,16 +57,7 @@ class AdagradHyperparams(Hyperparams):
     eps: float = 1e-10
     maximize: bool = False
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        if not self.lr_decay >= 0.0:
-            raise ValueError(f"Invalid lr_decay value: {self.lr_decay} (lr_decay={self.lr_decay!r} must be >= 0)")
-        check_weight_decay(self.weight_decay)
-        v = self.initial_accumulator_value
-        if not v >= 0.0:
-            raise ValueError(f"Invalid initial_accumulator_value value: {v} "
-                             f"(initial_accumulator_value={v!r} must be >= 0)")
-        check_eps(self.eps)
+    checks = {"lr": LR, "lr_decay": NONNEG, "weight_decay": NONNEG, "initial_accumulator_value": NONNEG, "eps": EPS}
 
 
 def adagrad_init(xp, p, hp):

@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping
 from array_api_compat import array_namespace, is_array_api_obj
 from array_api_compat import device as _device
 
-from .._hyper import Hyperparams, check_betas, check_eps, check_lr, check_weight_decay, hyperfield
+from .._hyper import ADAM_CHECKS, Hyperparams, Range, hyperfield
 from .._registry import OptimInfo, StepInput, StepView, register
 from .._xp import assign, increment_step, like, new_step, zeros_like
 
@@ -95,19 +95,8 @@ class AdahessianHyperparams(Hyperparams):
     n_samples: int = hyperfield(1, "int")
     avg_conv_kernel: bool = False
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_eps(self.eps)
-        check_betas(self.betas)
-        check_weight_decay(self.weight_decay)
-        if not 0.0 <= self.hessian_power <= 1.0:
-            raise ValueError(f"Invalid Hessian power value: {self.hessian_power} "
-                             f"(hessian_power={self.hessian_power!r} must be in [0, 1])")
-        if self.update_each < 1:
-            raise ValueError(f"Invalid update_each: {self.update_each} (update_each={self.update_each!r} must "
-                             "be >= 1)")
-        if self.n_samples < 1:
-            raise ValueError(f"Invalid n_samples: {self.n_samples} (n_samples={self.n_samples!r} must be >= 1)")
+    checks = {**ADAM_CHECKS, "hessian_power": Range(ge=0.0, le=1.0, label="Hessian power value"),
+              "update_each": Range(ge=1, label="update_each"), "n_samples": Range(ge=1, label="n_samples")}
 
 
 def adahessian_init(xp, p, hp):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._hyper import Hyperparams, check_betas, check_eps, check_lr, check_weight_decay
+from .._hyper import ADAM_CHECKS, Hyperparams
 from .._registry import OptimInfo, register
 from .._xp import assign, increment_step, like, new_step, zeros_like
 
@@ -60,11 +60,7 @@ class AdamHyperparams(Hyperparams):
     maximize: bool = False
     decoupled_weight_decay: bool = False
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_eps(self.eps)
-        check_betas(self.betas)
-        check_weight_decay(self.weight_decay)
+    checks = ADAM_CHECKS
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -75,7 +71,6 @@ class AdamWHyperparams(AdamHyperparams):
     decoupled_weight_decay: bool = True
 
     def validate(self) -> None:
-        super().validate()
         if not self.decoupled_weight_decay:
             raise ValueError("AdamW always uses decoupled weight decay (decoupled_weight_decay=False given); "
                              "use 'adam' for L2 weight decay")

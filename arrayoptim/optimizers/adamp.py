@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from .._hyper import Hyperparams, check_betas, check_eps, check_lr, check_momentum, check_weight_decay
+from .._hyper import ADAM_CHECKS, EPS, LR, NONNEG, Hyperparams
 from .._registry import OptimInfo, register
 from .._xp import caution, increment_step, like, new_step, zeros_like
 
@@ -107,19 +107,7 @@ class AdamPHyperparams(Hyperparams):
     nesterov: bool = False
     caution: bool = False
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_eps(self.eps)
-        check_betas(self.betas)
-        check_weight_decay(self.weight_decay)
-        _check_delta_wd_ratio(self)
-
-
-def _check_delta_wd_ratio(hp) -> None:
-    if not hp.delta >= 0:
-        raise ValueError(f"Invalid delta value: {hp.delta} (delta={hp.delta!r} must be >= 0)")
-    if not hp.wd_ratio >= 0:
-        raise ValueError(f"Invalid wd_ratio value: {hp.wd_ratio} (wd_ratio={hp.wd_ratio!r} must be >= 0)")
+    checks = {**ADAM_CHECKS, "delta": NONNEG, "wd_ratio": NONNEG}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -164,12 +152,9 @@ class SGDPHyperparams(Hyperparams):
     wd_ratio: float = 0.1
     caution: bool = False
 
+    checks = {"lr": LR, "momentum": NONNEG, "weight_decay": NONNEG, "eps": EPS, "delta": NONNEG, "wd_ratio": NONNEG}
+
     def validate(self) -> None:
-        check_lr(self.lr)
-        check_momentum(self.momentum)
-        check_weight_decay(self.weight_decay)
-        check_eps(self.eps)
-        _check_delta_wd_ratio(self)
         if self.weight_decay != 0 and self.momentum == 1:
             raise ValueError("SGDP divides weight decay by 1 - momentum "
                              f"(momentum={self.momentum!r}, weight_decay={self.weight_decay!r})")

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._hyper import (Hyperparams, check_betas, check_eps, check_lr, check_max_lr_snapshot, check_weight_decay,
-                      hyperfield)
+from .._hyper import ADAM_CHECKS, MAX_LR_SNAPSHOT, Hyperparams, hyperfield
 from .._registry import OptimInfo, register
 from .._xp import assign, caution, decay_scale, increment_step, like, new_step, zeros_like
 
@@ -70,12 +69,7 @@ class AdoptHyperparams(Hyperparams):
     maximize: bool = False
     max_lr_snapshot: float | None = hyperfield(None, "?float")
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_eps(self.eps)
-        check_betas(self.betas)
-        check_weight_decay(self.weight_decay)
-        check_max_lr_snapshot(self.corrected_weight_decay, self.max_lr_snapshot)
+    checks = {**ADAM_CHECKS, "max_lr_snapshot": MAX_LR_SNAPSHOT}
 
 
 def adopt_init(xp, p, hp):

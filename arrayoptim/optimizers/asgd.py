@@ -5,7 +5,7 @@ import dataclasses
 
 from array_api_compat import device
 
-from .._hyper import Hyperparams, check_lr, check_weight_decay
+from .._hyper import LR, NONNEG, Hyperparams
 from .._registry import OptimInfo, register
 from .._xp import assign, increment_step, like, new_step, step_dtype, zeros_like
 
@@ -64,9 +64,7 @@ class ASGDHyperparams(Hyperparams):
     weight_decay: float = 0.0
     maximize: bool = False
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_weight_decay(self.weight_decay)
+    checks = {"lr": LR, "weight_decay": NONNEG}
 
 
 def _scalar(xp, p, value):

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 from array_api_compat import array_namespace, is_array_api_obj
 from array_api_compat import device as _device
 
-from .._hyper import Hyperparams, check_lr, check_max_lr_snapshot, check_weight_decay, hyperfield
+from .._hyper import LR, MAX_LR_SNAPSHOT, NONNEG, Hyperparams, Range, hyperfield
 from .._xp import decay_scale
 from .._registry import OptimInfo, StepInput, StepView, register
 
@@ -121,12 +121,10 @@ class KronHyperparams(Hyperparams):
     stochastic_weight_decay: bool = False
     deterministic: bool = False
 
+    checks = {"lr": LR, "momentum": Range(ge=0.0, lt=1.0, label="beta parameter"), "weight_decay": NONNEG,
+              "max_lr_snapshot": MAX_LR_SNAPSHOT}
+
     def validate(self) -> None:
-        check_lr(self.lr)
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"Invalid beta parameter: {self.momentum} (momentum={self.momentum!r} must be in [0, 1))")
-        check_weight_decay(self.weight_decay)
-        check_max_lr_snapshot(self.corrected_weight_decay, self.max_lr_snapshot)
         prob = self.preconditioner_update_probability
         if prob is not None and not callable(prob):
             if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not 0.0 < prob <= 1.0:

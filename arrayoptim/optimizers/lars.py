@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._hyper import Hyperparams, check_eps, check_lr, check_momentum, check_weight_decay
+from .._hyper import EPS, LR, NESTEROV, NONNEG, Hyperparams
 from .._registry import OptimInfo, register
 from .._xp import l2_norm
 
@@ -58,18 +58,8 @@ class LarsHyperparams(Hyperparams):
     trust_clip: bool = False
     always_adapt: bool = False
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_momentum(self.momentum)
-        check_weight_decay(self.weight_decay)
-        check_eps(self.eps)
-        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
-            raise ValueError(
-                "Nesterov momentum requires a momentum and zero dampening "
-                f"(nesterov=True, momentum={self.momentum!r}, dampening={self.dampening!r})")
-        if not self.trust_coeff >= 0:
-            raise ValueError(f"Invalid trust_coeff value: {self.trust_coeff} (trust_coeff={self.trust_coeff!r} "
-                             "must be >= 0)")
+    checks = {"lr": LR, "momentum": NONNEG, "weight_decay": NONNEG, "eps": EPS, "nesterov": NESTEROV,
+              "trust_coeff": NONNEG}
 
 
 def lars_kernel(xp, p, g, s, hp, ctx):

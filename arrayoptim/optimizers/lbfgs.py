@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 from array_api_compat import is_array_api_obj
 from array_api_compat import device as _device
 
-from .._hyper import Hyperparams, check_lr, hyperfield
+from .._hyper import LR, Hyperparams, OneOf, Range, hyperfield
 from .._registry import OptimInfo, StepInput, StepView, register
 from .._xp import assign, claim
 
@@ -102,12 +102,9 @@ class LBFGSHyperparams(Hyperparams):
     line_search_fn: str | None = hyperfield(None, "?str")
     maximize: bool = False
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        if self.line_search_fn not in (None, "strong_wolfe"):
-            raise ValueError(f"only 'strong_wolfe' is supported (line_search_fn={self.line_search_fn!r})")
-        if self.history_size < 1:
-            raise ValueError(f"history_size must be >= 1 (history_size={self.history_size!r})")
+    checks = {"lr": LR,
+              "line_search_fn": OneOf((None, "strong_wolfe"), "only 'strong_wolfe' is supported ({name}={value!r})"),
+              "history_size": Range(ge=1, message="{name} must be {bound} ({name}={value!r})")}
 
     @property
     def effective_max_eval(self) -> int:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._hyper import Hyperparams, check_betas, check_eps, check_lr, check_weight_decay
+from .._hyper import ADAM_CHECKS, Hyperparams
 from .._registry import OptimInfo, register
 from .._xp import assign, increment_step, like, new_step, step_dtype, zeros_like
 
@@ -50,11 +50,7 @@ class NAdamLegacyHyperparams(Hyperparams):
     weight_decay: float = 0.0
     schedule_decay: float = 4e-3
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_eps(self.eps)
-        check_betas(self.betas)
-        check_weight_decay(self.weight_decay)
+    checks = ADAM_CHECKS
 
 
 def nadam_legacy_init(xp, p, hp):
@@ -144,11 +140,7 @@ class RAdamLegacyHyperparams(Hyperparams):
     eps: float = 1e-8
     weight_decay: float = 0.0
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_eps(self.eps)
-        check_betas(self.betas)
-        check_weight_decay(self.weight_decay)
+    checks = ADAM_CHECKS
 
 
 def radam_legacy_init(xp, p, hp):

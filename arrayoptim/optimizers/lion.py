@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._hyper import Hyperparams, check_betas, check_lr, check_max_lr_snapshot, check_weight_decay, hyperfield
+from .._hyper import BETAS, LR, MAX_LR_SNAPSHOT, NONNEG, Hyperparams, hyperfield
 from .._registry import OptimInfo, register
 from .._xp import caution, decay_scale, zeros_like
 
@@ -59,11 +59,7 @@ class LionHyperparams(Hyperparams):
     maximize: bool = False
     max_lr_snapshot: float | None = hyperfield(None, "?float")
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_betas(self.betas)
-        check_weight_decay(self.weight_decay)
-        check_max_lr_snapshot(self.corrected_weight_decay, self.max_lr_snapshot)
+    checks = {"lr": LR, "betas": BETAS, "weight_decay": NONNEG, "max_lr_snapshot": MAX_LR_SNAPSHOT}
 
 
 def lion_init(xp, p, hp):

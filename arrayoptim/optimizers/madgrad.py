@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._hyper import Hyperparams
+from .._hyper import LR, Hyperparams, Range
 from .._registry import OptimInfo, register
 from .._xp import assign, increment_step, like, new_step, zeros_like
 
@@ -57,16 +57,13 @@ class MADGRADHyperparams(Hyperparams):
     eps: float = 1e-6
     decoupled_decay: bool = False
 
-    def validate(self) -> None:
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"Momentum {self.momentum} must be in the range [0,1] (momentum={self.momentum!r})")
-        if not self.lr >= 0.0:
-            raise ValueError(f"Invalid learning rate: {self.lr} (lr={self.lr!r} must be >= 0)")
-        if not self.weight_decay >= 0.0:
-            raise ValueError(f"Invalid weight_decay value: {self.weight_decay} Weight decay must be non-negative "
-                             f"(weight_decay={self.weight_decay!r})")
-        if not self.eps >= 0.0:
-            raise ValueError(f"Invalid epsilon value: {self.eps} Eps must be non-negative (eps={self.eps!r})")
+    checks = {
+        "momentum": Range(ge=0.0, lt=1.0, message="Momentum {value} must be in the range [0,1] ({name}={value!r})"),
+        "lr": LR,
+        "weight_decay": Range(ge=0.0, message="Invalid weight_decay value: {value} Weight decay must be non-negative "
+                                              "({name}={value!r})"),
+        "eps": Range(ge=0.0, message="Invalid epsilon value: {value} Eps must be non-negative ({name}={value!r})"),
+    }
 
 
 def madgrad_init(xp, p, hp):

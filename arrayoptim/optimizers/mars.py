@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._hyper import Hyperparams, check_betas, check_eps, check_lr, check_weight_decay, hyperfield
+from .._hyper import ADAM_CHECKS, BETAS, Hyperparams, OneOf, hyperfield
 from .._registry import OptimInfo, register
 from .._xp import assign, caution, increment_step, like, new_step, zeros_like
 
@@ -66,15 +66,8 @@ class MarsHyperparams(Hyperparams):
     betas_1d: tuple[float, float] | None = hyperfield(None, "?floats")
     caution: bool = False
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_eps(self.eps)
-        check_betas(self.betas)
-        check_weight_decay(self.weight_decay)
-        if self.betas_1d is not None:
-            check_betas(self.betas_1d, name="betas_1d")
-        if self.mars_type not in MARS_TYPES:
-            raise ValueError(f"MARS type not supported: mars_type={self.mars_type!r} (expected 'adamw' or 'lion')")
+    checks = {**ADAM_CHECKS, "betas_1d": BETAS,
+              "mars_type": OneOf(MARS_TYPES, "MARS type not supported: {name}={value!r} (expected 'adamw' or 'lion')")}
 
 
 def mars_init(xp, p, hp):

@@ -9,7 +9,7 @@ import numbers
 import warnings
 from typing import Any
 
-from .._hyper import Hyperparams, check_betas, check_eps, check_lr, check_weight_decay, hyperfield
+from .._hyper import BETAS, EPS, LR, NONNEG, Hyperparams, OneOf, Range, hyperfield
 from .._lowp import round_to_bfloat16
 from .._registry import OptimInfo, register
 from .._xp import increment_step, l2_norm, lerp, lerp_, like, new_step, zeros_like
@@ -87,6 +87,14 @@ def resolve_ns_coefficients(value: Any) -> tuple[tuple[float, float, float], ...
     if not out:
         raise ValueError(f"Coefficient list cannot be empty (ns_coefficients={value!r})")
     return out
+
+
+def _known_lr_fn(name, fn, hp) -> None:
+    """``adjust_lr_fn`` is one the record's ``algo`` knows (timm asserts it at the first step)."""
+    known = _MUON_LR_FNS if hp.algo == "muon" else _ADAMUON_LR_FNS
+    if fn not in known:
+        raise ValueError(f'Invalid scaling function "{fn}" for {"Muon" if hp.algo == "muon" else "AdaMuon"} '
+                         f"({name}={fn!r} must be one of {known} or None)")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -204,31 +212,18 @@ class MuonHyperparams(Hyperparams):
     #: not in timm: the Newton-Schulz arithmetic (None: the param dtype; 'bfloat16': emulated, timm's)
     ns_dtype: str | None = hyperfield("bfloat16", "?dtype")
 
+    checks = {
+        "lr": LR, "weight_decay": NONNEG, "momentum": Range(ge=0.0, lt=1.0, label="momentum"), "eps": EPS,
+        "betas": BETAS,
+        "conv_mode": OneOf(("flatten", "batched"), "Invalid {name}: {value} ({name}={value!r} must be 'flatten' or "
+                                                   "'batched')"),
+        "algo": OneOf(("muon", "adamuon"), "Invalid {name}: {value}. Must be 'muon' or 'adamuon' ({name}={value!r})"),
+        "ns_steps": Range(ge=1, label="ns_steps"), "safety_factor": Range(gt=0.0, label="safety_factor"),
+        "adjust_lr_fn": _known_lr_fn,
+        "ns_dtype": OneOf(_NS_DTYPES, "Invalid {name}: {value} ({name}={value!r} must be one of {choices})"),
+    }
+
     def validate(self) -> None:
-        check_lr(self.lr)
-        check_weight_decay(self.weight_decay)
-        if not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"Invalid momentum: {self.momentum} (momentum={self.momentum!r} must be in [0, 1))")
-        check_eps(self.eps)
-        check_betas(self.betas)
-        if self.conv_mode not in ("flatten", "batched"):
-            raise ValueError(f"Invalid conv_mode: {self.conv_mode} (conv_mode={self.conv_mode!r} must be "
-                             "'flatten' or 'batched')")
-        if self.algo not in ("muon", "adamuon"):
-            raise ValueError(f"Invalid algo: {self.algo}. Must be 'muon' or 'adamuon' (algo={self.algo!r})")
-        if self.ns_steps < 1:
-            raise ValueError(f"Invalid ns_steps: {self.ns_steps} (ns_steps={self.ns_steps!r} must be >= 1)")
-        if not self.safety_factor > 0:
-            raise ValueError(f"Invalid safety_factor: {self.safety_factor} "
-                             f"(safety_factor={self.safety_factor!r} must be > 0)")
-        known = _MUON_LR_FNS if self.algo == "muon" else _ADAMUON_LR_FNS
-        if self.adjust_lr_fn is not None and self.adjust_lr_fn not in known:
-            raise ValueError(f'Invalid scaling function "{self.adjust_lr_fn}" for '
-                             f'{"Muon" if self.algo == "muon" else "AdaMuon"} (adjust_lr_fn={self.adjust_lr_fn!r} '
-                             f"must be one of {known} or None)")
-        if self.ns_dtype not in _NS_DTYPES:
-            raise ValueError(f"Invalid ns_dtype: {self.ns_dtype} (ns_dtype={self.ns_dtype!r} must be one of "
-                             f"{_NS_DTYPES})")
         coeffs = resolve_ns_coefficients(self.ns_coefficients)
         if not isinstance(self.ns_coefficients, str):
             object.__setattr__(self, "ns_coefficients", coeffs)  # lists -> tuples (records stay comparable)

@@ -5,7 +5,7 @@ import dataclasses
 
 from array_api_compat import device
 
-from .._hyper import Hyperparams, check_betas, check_eps, check_lr, check_weight_decay
+from .._hyper import ADAM_CHECKS, NONNEG, Hyperparams
 from .._registry import OptimInfo, register
 from .._xp import increment_step, like, new_step, step_dtype, zeros_like
 
@@ -64,14 +64,7 @@ class NAdamHyperparams(Hyperparams):
     decoupled_weight_decay: bool = False
     maximize: bool = False
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_eps(self.eps)
-        check_betas(self.betas)
-        check_weight_decay(self.weight_decay)
-        if not self.momentum_decay >= 0.0:
-            raise ValueError(f"Invalid momentum_decay value: {self.momentum_decay} "
-                             f"(momentum_decay={self.momentum_decay!r} must be >= 0)")
+    checks = {**ADAM_CHECKS, "momentum_decay": NONNEG}
 
 
 def nadam_init(xp, p, hp):

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._hyper import (Hyperparams, check_betas, check_eps, check_lr, check_max_lr_snapshot, check_weight_decay,
-                      hyperfield)
+from .._hyper import ADAM_CHECKS, MAX_LR_SNAPSHOT, Hyperparams, Range, hyperfield
 from .._registry import OptimInfo, register
 from .._xp import caution, decay_scale, increment_step, lerp, lerp_, like, new_step, rms_clip_denom, zeros_like
 
@@ -63,15 +62,8 @@ class NAdamWHyperparams(Hyperparams):
     clipping_threshold: float | None = hyperfield(None, "?float")
     max_lr_snapshot: float | None = hyperfield(None, "?float")
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_eps(self.eps)
-        check_betas(self.betas)
-        check_weight_decay(self.weight_decay)
-        if self.clipping_threshold is not None and not self.clipping_threshold > 0:
-            raise ValueError(f"Invalid clipping threshold: {self.clipping_threshold} "
-                             f"(clipping_threshold={self.clipping_threshold!r} must be > 0 or None)")
-        check_max_lr_snapshot(self.corrected_weight_decay, self.max_lr_snapshot)
+    checks = {**ADAM_CHECKS, "clipping_threshold": Range(gt=0.0, label="clipping threshold", note=" or None"),
+              "max_lr_snapshot": MAX_LR_SNAPSHOT}
 
 
 def nadamw_init(xp, p, hp):

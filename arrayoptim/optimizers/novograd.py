@@ -5,8 +5,7 @@ import dataclasses
 
 from array_api_compat import device
 
-from .._hyper import (Hyperparams, check_betas, check_eps, check_lr, check_max_lr_snapshot, check_weight_decay,
-                      hyperfield)
+from .._hyper import ADAM_CHECKS, MAX_LR_SNAPSHOT, Hyperparams, hyperfield
 from .._registry import OptimInfo, register
 from .._xp import assign, decay_scale, increment_step, new_step, zeros_like
 
@@ -62,12 +61,7 @@ class NvNovoGradHyperparams(Hyperparams):
     corrected_weight_decay: bool = False
     max_lr_snapshot: float | None = hyperfield(None, "?float")
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_eps(self.eps)
-        check_betas(self.betas)
-        check_weight_decay(self.weight_decay)
-        check_max_lr_snapshot(self.corrected_weight_decay, self.max_lr_snapshot)
+    checks = {**ADAM_CHECKS, "max_lr_snapshot": MAX_LR_SNAPSHOT}
 
 
 def novograd_init(xp, p, hp):

@@ -5,7 +5,7 @@ import dataclasses
 
 from array_api_compat import device
 
-from .._hyper import Hyperparams, check_betas, check_eps, check_lr, check_weight_decay
+from .._hyper import ADAM_CHECKS, Hyperparams
 from .._registry import OptimInfo, register
 from .._xp import increment_step, like, new_step, zeros_like
 
@@ -66,11 +66,7 @@ class RAdamHyperparams(Hyperparams):
     decoupled_weight_decay: bool = False
     maximize: bool = False
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_eps(self.eps)
-        check_betas(self.betas)
-        check_weight_decay(self.weight_decay)
+    checks = ADAM_CHECKS
 
 
 def radam_init(xp, p, hp):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._hyper import Hyperparams, check_eps, check_lr, check_momentum, check_weight_decay
+from .._hyper import EPS, LR, NONNEG, Hyperparams
 from .._registry import OptimInfo, register
 from .._xp import increment_step, new_step, zeros_like
 
@@ -58,13 +58,7 @@ class RMSpropHyperparams(Hyperparams):
     centered: bool = False
     maximize: bool = False
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_eps(self.eps)
-        check_momentum(self.momentum)
-        check_weight_decay(self.weight_decay)
-        if not self.alpha >= 0.0:
-            raise ValueError(f"Invalid alpha value: {self.alpha} (alpha={self.alpha!r} must be >= 0)")
+    checks = {"lr": LR, "eps": EPS, "momentum": NONNEG, "weight_decay": NONNEG, "alpha": NONNEG}
 
 
 def rmsprop_init(xp, p, hp):

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._hyper import (Hyperparams, check_eps, check_lr, check_max_lr_snapshot, check_momentum, check_weight_decay,
-                      hyperfield)
+from .._hyper import EPS, LR, MAX_LR_SNAPSHOT, NONNEG, Hyperparams, hyperfield
 from .._registry import OptimInfo, register
 from .._xp import caution, decay_scale, increment_step, new_step, zeros_like
 
@@ -68,14 +67,8 @@ class RMSpropTFHyperparams(Hyperparams):
     caution: bool = False
     max_lr_snapshot: float | None = hyperfield(None, "?float")
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_eps(self.eps)
-        check_momentum(self.momentum)
-        check_weight_decay(self.weight_decay)
-        if not self.alpha >= 0.0:
-            raise ValueError(f"Invalid alpha value: {self.alpha} (alpha={self.alpha!r} must be >= 0)")
-        check_max_lr_snapshot(self.corrected_weight_decay, self.max_lr_snapshot)
+    checks = {"lr": LR, "eps": EPS, "momentum": NONNEG, "weight_decay": NONNEG, "alpha": NONNEG,
+              "max_lr_snapshot": MAX_LR_SNAPSHOT}
 
 
 def rmsprop_tf_init(xp, p, hp):

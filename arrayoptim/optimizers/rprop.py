@@ -5,7 +5,7 @@ import dataclasses
 
 from array_api_compat import device
 
-from .._hyper import Hyperparams, check_lr
+from .._hyper import LR, Hyperparams
 from .._registry import OptimInfo, register
 from .._xp import assign, increment_step, new_step, zeros_like
 
@@ -59,8 +59,9 @@ class RpropHyperparams(Hyperparams):
     step_sizes: tuple[float, float] = (1e-6, 50.0)
     maximize: bool = False
 
+    checks = {"lr": LR}
+
     def validate(self) -> None:
-        check_lr(self.lr)
         if len(self.etas) != 2:
             raise ValueError(f"Invalid etas: {self.etas!r} (etas must be (etaminus, etaplus))")
         if len(self.step_sizes) != 2:

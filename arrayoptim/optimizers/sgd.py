@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._hyper import Hyperparams, check_lr, check_max_lr_snapshot, check_momentum, check_weight_decay, hyperfield
+from .._hyper import LR, MAX_LR_SNAPSHOT, NESTEROV, NONNEG, Hyperparams, hyperfield
 from .._registry import OptimInfo, register
 from .._xp import caution, decay_scale
 
@@ -49,14 +49,7 @@ class SGDHyperparams(Hyperparams):
     nesterov: bool = False
     maximize: bool = False
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_momentum(self.momentum)
-        check_weight_decay(self.weight_decay)
-        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
-            raise ValueError(
-                "Nesterov momentum requires a momentum and zero dampening "
-                f"(nesterov=True, momentum={self.momentum!r}, dampening={self.dampening!r})")
+    checks = {"lr": LR, "momentum": NONNEG, "weight_decay": NONNEG, "nesterov": NESTEROV}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -92,9 +85,7 @@ class SGDWHyperparams(SGDHyperparams):
     corrected_weight_decay: bool = False
     max_lr_snapshot: float | None = hyperfield(None, "?float")
 
-    def validate(self) -> None:
-        super().validate()
-        check_max_lr_snapshot(self.corrected_weight_decay, self.max_lr_snapshot)
+    checks = {**SGDHyperparams.checks, "max_lr_snapshot": MAX_LR_SNAPSHOT}
 
 
 def sgd_kernel(xp, p, g, s, hp, ctx):

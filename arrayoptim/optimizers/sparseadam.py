@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from array_api_compat import array_namespace, is_array_api_obj
 from array_api_compat import device as _device
 
-from .._hyper import Hyperparams, check_betas
+from .._hyper import BETAS, Hyperparams, Range
 from .._registry import OptimInfo, StepInput, StepView, register
 from .._xp import increment_step, like, new_step, zeros_like
 
@@ -70,12 +70,7 @@ class SparseAdamHyperparams(Hyperparams):
     eps: float = 1e-8
     maximize: bool = False
 
-    def validate(self) -> None:
-        if not 0.0 < self.lr:
-            raise ValueError(f"Invalid learning rate: {self.lr} (lr={self.lr!r} must be > 0)")
-        if not 0.0 < self.eps:
-            raise ValueError(f"Invalid epsilon value: {self.eps} (eps={self.eps!r} must be > 0)")
-        check_betas(self.betas)
+    checks = {"lr": Range(gt=0.0, label="learning rate"), "eps": Range(gt=0.0, label="epsilon value"), "betas": BETAS}
 
 
 def sparseadam_init(xp, p, hp):

@@ -6,11 +6,20 @@ import dataclasses
 import math
 import numbers
 
-from .._hyper import Hyperparams, hyperfield
 from array_api_compat import device as _device
 
+from .._hyper import SHOULD_BE, Hyperparams, Range, hyperfield
 from .._registry import OptimInfo, register
 from .._xp import increment_step, lerp_, like, new_step, zeros_like
+
+
+def _eps_pair(name, eps, hp) -> None:
+    """torch's checks of ``eps = (eps1 or None, eps2)``: both >= 0."""
+    eps1, eps2 = eps
+    if eps1 is not None and not 0.0 <= eps1:
+        raise ValueError(f"epsilon1 should be >= 0 but is: {eps1} ({name}={eps!r})")
+    if not 0.0 <= eps2:
+        raise ValueError(f"epsilon2 should be >= 0 but is: {eps2} ({name}={eps!r})")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -81,22 +90,10 @@ class TorchAdafactorHyperparams(Hyperparams):
         object.__setattr__(self, "eps", (num(eps[0], "eps1", True), num(eps[1], "eps2", False)))
         super().__post_init__()
 
-    def validate(self) -> None:
-        if not 0.0 <= self.lr:
-            raise ValueError(f"Learning rate should be >= 0 but is: {self.lr} (lr={self.lr!r})")
-        if not 0.0 >= self.beta2_decay:
-            raise ValueError(f"beta2_decay should be <= 0 but is: {self.beta2_decay} "
-                             f"(beta2_decay={self.beta2_decay!r})")
-        eps1, eps2 = self.eps
-        if eps1 is not None and not 0.0 <= eps1:
-            raise ValueError(f"epsilon1 should be >= 0 but is: {eps1} (eps={self.eps!r})")
-        if not 0.0 <= eps2:
-            raise ValueError(f"epsilon2 should be >= 0 but is: {eps2} (eps={self.eps!r})")
-        if not 1.0 <= self.d:
-            raise ValueError(f"Clipping threshold d should be >= 1 but is: {self.d} (d={self.d!r})")
-        if not 0.0 <= self.weight_decay:
-            raise ValueError(f"weight_decay should be >= 0 but is: {self.weight_decay} "
-                             f"(weight_decay={self.weight_decay!r})")
+    checks = {"lr": Range(ge=0.0, label="Learning rate", message=SHOULD_BE),
+              "beta2_decay": Range(le=0.0, label="beta2_decay", message=SHOULD_BE), "eps": _eps_pair,
+              "d": Range(ge=1.0, label="Clipping threshold d", message=SHOULD_BE),
+              "weight_decay": Range(ge=0.0, label="weight_decay", message=SHOULD_BE)}
 
 
 def torch_adafactor_init(xp, p, hp):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._hyper import Hyperparams, check_momentum, hyperfield
+from .._hyper import NONNEG, SHOULD_BE, Hyperparams, OneOf, Range, hyperfield
 from .._lowp import round_to_bfloat16
 from .._registry import OptimInfo, register
 from .._xp import lerp, lerp_, zeros_like
@@ -72,19 +72,14 @@ class TorchMuonHyperparams(Hyperparams):
     adjust_lr_fn: str | None = hyperfield(None, "?str")
     ns_dtype: str | None = hyperfield(None, "?dtype", "None (param dtype) or 'bfloat16' (emulated)")
 
+    checks = {"lr": Range(ge=0.0, label="Learning rate", message=SHOULD_BE), "momentum": NONNEG,
+              "weight_decay": Range(ge=0.0, label="weight decay", message=SHOULD_BE),
+              "adjust_lr_fn": OneOf(ADJUST_LR_FNS, "Adjust learning rate function {value} is not supported "
+                                                   "({name}={value!r}; one of {choices} or None)"),
+              "ns_steps": Range(lt=100, message="Number of steps must be less than 100 for computational efficiency "
+                                                "({name}={value!r})")}
+
     def validate(self) -> None:
-        if not 0.0 <= self.lr:
-            raise ValueError(f"Learning rate should be >= 0 but is: {self.lr} (lr={self.lr!r})")
-        check_momentum(self.momentum)
-        if not 0.0 <= self.weight_decay:
-            raise ValueError(f"weight decay should be >= 0 but is: {self.weight_decay} "
-                             f"(weight_decay={self.weight_decay!r})")
-        if self.adjust_lr_fn is not None and self.adjust_lr_fn not in ADJUST_LR_FNS:
-            raise ValueError(f"Adjust learning rate function {self.adjust_lr_fn} is not supported "
-                             f"(adjust_lr_fn={self.adjust_lr_fn!r}; one of {ADJUST_LR_FNS} or None)")
-        if self.ns_steps >= 100:
-            raise ValueError(f"Number of steps must be less than 100 for computational efficiency "
-                             f"(ns_steps={self.ns_steps!r})")
         if len(self.ns_coefficients) != 3:
             raise ValueError(f"Coefficients must be a tuple of exactly 3 values "
                              f"(ns_coefficients={self.ns_coefficients!r})")
