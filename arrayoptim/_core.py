@@ -174,7 +174,9 @@ class Optimizer:
         ----------
         params, grads, state
             Mappings keyed by param name. A grad that is ``None`` or missing leaves that param and its state
-            untouched (torch skips params without ``.grad``). Grads are never mutated.
+            untouched (torch skips params without ``.grad``), except a per-group counter (``info.counter ==
+            'group'``: timm's Adan and LAMB), whose ``step`` slot advances on every step, as timm advances
+            ``group['step']``. Grads are never mutated.
         copy
             ``True`` (default): inputs are never mutated. ``False``: params and state arrays are updated in place
             (array identity preserved) and a read-only or immutable (JAX) array raises ``ValueError`` before
@@ -198,6 +200,7 @@ class Optimizer:
         half32 = info.half_compute == "float32"
         xp, active = validate_step(params, grads, state, copy=copy, param_slots=info.param_slots,
                                    upcast_half=half32)
+        idle = idle_group_counters(params, active, state, copy=copy) if info.counter == "group" else ()
         records = {n: hps.get(n, hps[None]) for n in active}
         slots = {n: dict(state[n]) if n in state else self._init_one(xp, n, params[n]) for n in active}
         if info.check_state is not None:
@@ -213,18 +216,16 @@ class Optimizer:
             return info.step_fn(self, view, copy=copy, **inputs)
         new_params = dict(params)
         new_state = {n: dict(s) for n, s in state.items()}
+        for name in idle:  # timm advances a group's counter on every step, grads or not
+            new_state[name]["step"] = _advance(state[name]["step"], copy)
         if not active:
             return new_params, new_state
-        group_t = sync_group_steps(xp, params, state, active, hps) if info.counter == "group" else {}
         ctx = info.prepare(xp, params, grads, state, hps) if info.prepare else {}
         kernel = _accel.select(info.kernel, xp)  # the one accelerator seam: info.kernel unless one is enabled
         for name in active:
             p, g, hp = params[name], grads[name], records[name]
             s = {k: claim(xp, v, copy) for k, v in slots[name].items()} if name in state else slots[name]
             pctx = {**ctx, **per[name]} if per[name] else ctx
-            if name in group_t:  # timm's per-group count; 'fresh': the param's first grad (its own count was 0)
-                pctx = {**pctx, "fresh": s["step"] == 0}
-                s["step"] = assign(s["step"], xp.astype(group_t[name], s["step"].dtype))
             if half32 and is_half(xp, p.dtype):  # the anchor's float32 compute, rounded once
                 new = kernel(xp, xp.astype(p, xp.float32), xp.astype(g, xp.float32), s, hp, pctx)
                 new_params[name] = assign(claim(xp, p, copy), xp.astype(new, p.dtype))
@@ -259,24 +260,38 @@ class Optimizer:
 
 # ----------------------------------------------------------------------------------------------------- helpers
 
-def sync_group_steps(xp: Any, params: Mapping[str, Any], state: Mapping[str, Mapping], active: list[str],
-                     hps: Mapping[str | None, Hyperparams]) -> dict[str, Any]:
-    """timm's per-group step counter, kept in per-param ``step`` slots: name -> the group's count before this step.
+def idle_group_counters(params: Mapping[str, Any], active: list[str], state: Mapping[str, Mapping],
+                        *, copy: bool | None) -> list[str]:
+    """The params without a grad whose ``step`` slot a ``counter='group'`` step advances (checked before anything
+    is written: with ``copy=False`` a read-only counter raises ``ValueError``).
 
-    A group is the params sharing a hyperparameter record (the top-level one, or a ``groups`` entry). Its count is
-    the largest ``step`` slot among its params' states, so a param that gets its first grad late starts from the
-    group's count, as in timm. Only params with a grad are written (the others stay untouched, as the API
-    promises), so the one difference left is a ``step()`` where no param of a group has a grad: timm counts it,
-    here nothing changes.
+    timm keeps one counter per param group and advances it on every ``step()``, also for a group in which no param
+    has a grad; here every param's ``step`` slot holds its group's count, so the slots of the params without a grad
+    advance too (their other slots stay untouched). A param with a grad has its slot advanced by its kernel.
     """
-    best: dict[int, Any] = {}
+    out = []
+    busy = set(active)
     for name in params:
-        t = state.get(name, {}).get("step")
-        if t is None or _kind(t).ns is None:
+        slots = state.get(name)
+        if name in busy or not isinstance(slots, Mapping) or "step" not in slots:
             continue
-        key = id(hps.get(name, hps[None]))
-        best[key] = t if key not in best else xp.maximum(best[key], xp.astype(t, best[key].dtype))
-    return {n: best[id(hps.get(n, hps[None]))] for n in active if id(hps.get(n, hps[None])) in best}
+        t = state[name]["step"]
+        k = _kind(t)
+        if copy is False and k.ns is not None and not _writeable(t, k):
+            raise ValueError(f"copy=False but state[{name!r}]['step'] is read-only (immutable); use copy=None or "
+                             "True")
+        out.append(name)
+    return out
+
+
+def _advance(t: Any, copy: bool | None) -> Any:
+    """``t + 1`` for a counter slot: in place on a claimed array, rebound on JAX arrays and Python numbers."""
+    k = _kind(t)
+    if k.ns is None:
+        return t + 1
+    t = claim(k.ns, t, copy)
+    t += 1
+    return t
 
 
 _REAL_FLOATING: dict[tuple[int, Any], bool] = {}

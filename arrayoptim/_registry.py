@@ -118,9 +118,13 @@ class OptimInfo:
         gets float32 copies of such a param and its grad, the state is float32, and the result is rounded back
         into the param once per step.
     counter
-        Who owns the ``step`` count (one of :data:`COUNTERS`). ``'group'``: before a step, the ``step`` slot of
-        every param with a grad is set to the largest ``step`` slot of its group, so the kernel's increment gives
-        the group's count, and ``ctx['fresh']`` says whether this is the param's first grad (its own count was 0).
+        Who owns the ``step`` count (one of :data:`COUNTERS`). ``'group'`` (timm's Adan and LAMB, which keep
+        ``group['step']`` and advance it on every ``step()``, grads or not): the count is still state, one ``step``
+        slot per param holding its group's count; the kernel advances it for a param with a grad, the core for
+        every other param that has one, so all slots of a group stay equal and the state keeps one structure.
+        Converters move it to where the anchor keeps it (the torch adapter's ``param_groups[i]['step']``,
+        :func:`arrayoptim.to_state_dict`). A kernel that must tell a param's first grad from later ones keeps a
+        0-d boolean ``stepped`` slot, false until then (Adan); anchors express it as the param having state.
     param_slots
         Slots that always have the param's shape and dtype (checked before every step).
     check_state

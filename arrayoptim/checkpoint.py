@@ -8,7 +8,8 @@ validates everything against the params (names, slot shapes and dtypes) before r
 
 ``to_state_dict`` / ``from_state_dict`` convert between arrayoptim's ``{name: {slot: array}}`` and torch's
 ``{'state': {index: {slot: value}}, 'param_groups': [...]}`` layout (values are left as they are: convert arrays
-to tensors with ``torch.from_dlpack`` where needed).
+to tensors with ``torch.from_dlpack`` where needed). Counters timm keeps per param group (Adan's and LAMB's
+``step``, Lookahead's ``lookahead_step``), which the functional state holds in every param's slot, go to the group.
 """
 from __future__ import annotations
 
@@ -164,23 +165,42 @@ def to_state_dict(opt: Any, state: Mapping[str, Mapping[str, Any]],
                   order: Sequence[str] | None = None) -> dict[str, Any]:
     """torch's ``Optimizer.state_dict()`` layout: params numbered in ``order`` (default: ``state``'s order),
     one param group per arrayoptim group (params in no group first, as the top-level record), with
-    ``param_names``. Params without state are left out of ``'state'``, as torch does."""
+    ``param_names``. Params without state are left out of ``'state'``, as torch does. A per-group counter (see
+    ``OptimInfo.counter``; Lookahead's ``lookahead_step``) goes to its group, where timm keeps it; Lookahead's
+    groups also carry ``lookahead_alpha`` and ``lookahead_k``, as timm's."""
     order = list(state) if order is None else list(order)
     index = {n: i for i, n in enumerate(order)}
     base = getattr(opt, "base", opt)
     grouped = {n for g in base.groups for n in g.names}
     groups = [(base.hyperparams, [n for n in order if n not in grouped])]
     groups += [(g.hyperparams, [n for n in order if n in g.names]) for g in base.groups]
-    return {
-        "state": {index[n]: dict(state[n]) for n in order if state.get(n)},
-        "param_groups": [{**hp.as_dict(), "params": [index[n] for n in names], "param_names": names}
-                         for hp, names in groups if names],
-    }
+    counters = _group_counters(opt)
+    out_state = {index[n]: {k: v for k, v in state[n].items() if k not in counters} for n in order if state.get(n)}
+    out_groups = []
+    for hp, names in groups:
+        if not names:
+            continue
+        g = {**hp.as_dict(), "params": [index[n] for n in names], "param_names": names}
+        if base is not opt:
+            g.update(lookahead_alpha=opt.lookahead.alpha, lookahead_k=opt.lookahead.k, lookahead_step=0)
+        for c in counters:  # every param of a group holds the group's count: the first one's
+            count = next((state[n][c] for n in names if c in state.get(n, {})), None)
+            if count is not None:
+                g[c] = count
+        out_groups.append(g)
+    return {"state": out_state, "param_groups": out_groups}
+
+
+def _group_counters(opt: Any) -> tuple[str, ...]:
+    base = getattr(opt, "base", opt)
+    return (("step",) if base.info.counter == "group" else ()) + (("lookahead_step",) if base is not opt else ())
 
 
 def from_state_dict(sd: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """arrayoptim state from torch's layout, matching params by ``param_names`` when present, else by position
-    (torch's rule: the order of ``params``). Values are kept as they are (convert tensors with DLPack)."""
+    (torch's rule: the order of ``params``). Values are kept as they are (convert tensors with DLPack). A group's
+    ``step`` / ``lookahead_step`` (timm's per-group counters) goes into the state of each of its params that has
+    state."""
     if not isinstance(sd, Mapping) or "state" not in sd or "param_groups" not in sd:
         raise ValueError("a state_dict needs 'state' and 'param_groups'")
     ids = [i for g in sd["param_groups"] for i in g["params"]]
@@ -194,6 +214,9 @@ def from_state_dict(sd: Mapping[str, Any], params: Mapping[str, Any]) -> dict[st
     else:
         mapping = dict(zip(ids, params))
     out = {n: {} for n in params}
+    # a group's counter (only timm's per-group counters sit in a group) goes to each of its params' state
+    counts = {i: {c: g[c] for c in ("step", "lookahead_step") if c in g} for g in sd["param_groups"]
+              for i in g["params"]}
     for i, slots in sd["state"].items():
         if i not in mapping:
             raise ValueError(f"state_dict state has index {i!r} that no param group lists")
@@ -204,5 +227,5 @@ def from_state_dict(sd: Mapping[str, Any], params: Mapping[str, Any]) -> dict[st
                     len(v.shape) == len(p.shape):
                 raise ValueError(f"state_dict state[{i}][{k!r}] has shape {tuple(v.shape)}, "
                                  f"param {n!r} has {tuple(p.shape)}")
-        out[n] = dict(slots)
+        out[n] = {**counts.get(i, {}), **slots}
     return out

@@ -73,7 +73,7 @@ GROUP_STEP = {"lamb", "lambc", "lambw", "lambcw", "lambcd", "clamb", "clambw"}
 
 def _group_step_map(oracle_box, groups):
     """``slot_map`` for optimizers that count ``step`` per group: expose the group's counter as the per-param
-    ``step`` slot arrayoptim keeps (they agree whenever every param has a grad at every step)."""
+    ``step`` slot arrayoptim keeps (every param's slot holds its group's count, with or without a grad)."""
     grouped = [n for g in (groups or []) for n in g["params"]]
     group_of = {n: 0 for n in PARAM_ORDER if n not in grouped}
     for i, g in enumerate(groups or []):

@@ -341,14 +341,21 @@ def test_adahessian_state_dict_loads_both_ways(source):
 
 
 def test_state_dict_does_not_change_the_optimizer():
-    """Saving converts copies: the per-param ``step`` slots stay (timm's Adan keeps one group counter)."""
+    """Saving converts copies (a Python-number ``step`` in the saved state, a tensor slot in ours); Adan's counter
+    lives in the group, as timm's, and the next step goes on from it."""
     ts = make_tensors()
-    opt = ArrayOptimizer(ts, opt="adan", lr=0.01)
+    opt = ArrayOptimizer(ts, opt="adabelief", lr=0.01)
     set_grads(ts, [torch.ones_like(p) for p in ts])
     opt.step()
     sd = opt.state_dict()
+    assert all(type(s["step"]) is int for s in sd["state"].values())
+    assert all(isinstance(opt.state[p]["step"], torch.Tensor) for p in ts)
+    opt = ArrayOptimizer(ts, opt="adan", lr=0.01)
+    opt.step()
+    sd = opt.state_dict()
     assert sd["param_groups"][0]["step"] == 1 and all("step" not in s for s in sd["state"].values())
-    assert all(opt.state[p]["step"].item() == 1 for p in ts)
+    sd["param_groups"][0]["step"] = 5
+    assert opt.param_groups[0]["step"] == 1
     opt.step()
     assert opt.state_dict()["param_groups"][0]["step"] == 2
 
@@ -480,3 +487,79 @@ def test_timm_python_int_step_becomes_a_tensor_and_goes_back():
     a.load_state_dict(b.state_dict())
     assert isinstance(a.state[ts[0]]["step"], torch.Tensor) and a.state[ts[0]]["step"].dtype == torch.float64
     assert type(a.state_dict()["state"][0]["step"]) is int
+
+
+# ------------------------------------------------------------------------------------------ layout vs anchor
+
+def _layout_names():
+    """Every registered name, and its ``lookahead_`` name where timm's factory builds one (plain-grad steps)."""
+    names = ao.list_optimizers()
+    timm_names = set(timm_optim.list_optimizers())
+    wrapped = [f"lookahead_{n}" for n in names if n in timm_names and not ao.get_optimizer_info(n).step_inputs
+               and not ao.get_optimizer_info(n).second_order]
+    return names + wrapped
+
+
+def _layout_step(info, opt, ps, g):
+    """One step of ``opt`` in which ``ps[1]`` has no grad (never), driven as its anchor takes inputs."""
+    used = (ps[0], ps[2])
+
+    def loss():
+        return sum(((p - 0.5) ** 2 * (1 + p ** 2)).sum() for p in used)
+
+    opt.zero_grad()
+    if info.takes("closure"):
+        def closure():
+            opt.zero_grad()
+            out = loss()
+            out.backward()
+            return out
+        opt.step(closure)
+        return
+    if info.second_order:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True")
+            loss().backward(create_graph=True)
+    else:
+        for p in used:
+            grad = torch.randn(p.shape, generator=g, dtype=p.dtype)
+            p.grad = grad.to_sparse() if info.takes("grad_mask") else grad
+    opt.step()
+    for p in ps:
+        p.grad = None
+
+
+@pytest.mark.parametrize("name", _layout_names())
+def test_layout_mirrors_the_anchor(name):
+    """After 3 steps in which one param never has a grad, ``state_dict()`` has the anchor's group keys (torch's
+    ``foreach``/``capturable``/``differentiable``/``fused`` with the anchor's values, timm's counters, nothing the
+    anchor lacks) and state entries for the stepped params only, as the anchor (torch.optim class or timm's
+    factory, as ``arrayoptim verify`` builds it); ``opt.state`` has an entry for the param without a grad only
+    where the anchor creates state at construction (torch's Adagrad, timm's Adahessian)."""
+    from arrayoptim.verify import Skip, oracle_for
+
+    info = ao.get_optimizer_info(name.removeprefix("lookahead_"))
+    spec = oracle_for(name, lr=0.01)
+    if isinstance(spec, Skip):
+        pytest.skip(spec.reason)
+    with torch_default_dtype(torch.float64), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours, theirs = ([torch.randn(s, generator=torch.Generator().manual_seed(i), dtype=torch.float64)
+                         .requires_grad_() for i, s in enumerate([(4, 3), (3, 2), (5, 2)])] for _ in range(2))
+        a = ArrayOptimizer(ours, opt=name, **spec.ours_kwargs)
+        b = spec.make_oracle([{"params": theirs}])
+        b = getattr(b, "opt", b)
+        for opt, ps in ((a, ours), (b, theirs)):
+            g = torch.Generator().manual_seed(1)
+            for _ in range(3):
+                _layout_step(info, opt, ps, g)
+        sa, sb = a.state_dict(), b.state_dict()
+    ga, gb = sa["param_groups"][0], sb["param_groups"][0]
+    assert set(ga) == set(gb), f"{name}: group keys: ours only {sorted(set(ga) - set(gb))}, the anchor's only " \
+                               f"{sorted(set(gb) - set(ga))}"
+    for k in ("foreach", "fused", "capturable", "differentiable"):
+        if k in gb:
+            assert ga[k] == gb[k], f"{name}: group[{k!r}] {ga[k]!r} != {gb[k]!r}"
+    assert set(sa["state"]) == set(sb["state"]), f"{name}: state for {sorted(sa['state'])} != {sorted(sb['state'])}"
+    their_state = getattr(b, "_base_optimizer", b).state
+    assert (ours[1] in a.state) == bool(their_state.get(theirs[1])), f"{name}: opt.state of the param without grad"

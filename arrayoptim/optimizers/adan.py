@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from array_api_compat import device as _device
+
 from .._hyper import Hyperparams, check_betas, check_eps, check_lr, check_weight_decay
 from .._registry import OptimInfo, register
 from .._xp import assign, caution, increment_step, like, new_step, zeros_like
@@ -15,7 +17,7 @@ class AdanHyperparams(Hyperparams):
     With :math:`\beta_1, \beta_2, \beta_3` = ``betas``, :math:`\epsilon` = ``eps``, :math:`\lambda` =
     ``weight_decay``, :math:`\gamma` = ``lr``, ``t`` the ``step`` slot after its increment, ``m`` = ``exp_avg``,
     ``d`` = ``exp_avg_diff``, ``n`` = ``exp_avg_sq``, ``q`` = ``neg_pre_grad`` (the previous gradient, negated;
-    set to :math:`-g` at the first step, so :math:`\Delta = 0` there):
+    set to :math:`-g` at the group's first step and at the param's first grad, so :math:`\Delta = 0` there):
 
     .. math::
 
@@ -31,18 +33,22 @@ class AdanHyperparams(Hyperparams):
              - \frac{\gamma\beta_2}{1-\beta_2^t}\frac{d}{\delta} \quad\text{(no\_prox=True)} \\
         q &\leftarrow -g
 
-    State: ``step`` (0-d), ``exp_avg``, ``exp_avg_sq``, ``exp_avg_diff``, ``neg_pre_grad``.
+    State: ``step`` (0-d, the group's count), ``stepped`` (0-d bool), ``exp_avg``, ``exp_avg_sq``, ``exp_avg_diff``,
+    ``neg_pre_grad``.
 
     Warnings
     --------
-    * **Step counter.** timm keeps one ``step`` per *param group* (``group['step']``), incremented on every
-      ``step()`` call. Here each param has a ``step`` slot, and before a step the slots of the params with a grad
-      are set to the largest ``step`` of their group (registry field ``counter="group"``), so ``t`` is the group's
-      count, as in timm, also for a param that misses grads or gets its first grad late. Params without a grad
-      stay untouched, so one case still differs: a ``step()`` in which *no* param of a group has a grad advances
-      timm's counter and changes nothing here. ``neg_pre_grad`` is set to :math:`-g` at a param's first grad and
-      at the group's first step, as timm does (timm creates it then; here it exists from ``init``, so the state
-      keeps one structure, e.g. for ``jax.lax.scan``).
+    * **Step counter.** timm keeps one ``step`` per *param group* (``group['step']``, a Python int) and advances
+      it on every ``step()`` call, grads or not. Here it is state too (registry field ``counter="group"``): every
+      param's ``step`` slot holds its group's count, advanced by the kernel for a param with a grad and by the core
+      for a param without one, so ``t`` is timm's in every case, also after steps in which a whole group has no
+      grad. The torch adapter keeps the count where timm does (``param_groups[i]['step']``, an int), and
+      :func:`arrayoptim.to_state_dict` moves it there.
+    * **First gradient.** timm sets ``neg_pre_grad`` to :math:`-g` (so :math:`\Delta = 0`) at the group's first
+      step and at a param's first grad, when it creates the slot. Here the slot exists from ``init`` (one state
+      structure across steps, e.g. for ``jax.lax.scan``), and the 0-d boolean slot ``stepped``, false until the
+      param's first grad, marks the second case: the reset is ``t == 1 or not stepped``, independent of the count.
+      timm has no ``stepped``: it is whether timm has state for the param (the adapter derives it so).
     * The gradient difference enters ``n`` and the update weighted by :math:`\beta_2` (and ``d`` by
       :math:`1-\beta_2`), as the reference code does; ``optax.adan`` weights the difference by
       :math:`1-\beta_2` in ``n`` and differs.
@@ -72,8 +78,9 @@ class AdanHyperparams(Hyperparams):
 
 
 def adan_init(xp, p, hp):
-    return {"step": new_step(xp, p), "exp_avg": zeros_like(xp, p), "exp_avg_sq": zeros_like(xp, p),
-            "exp_avg_diff": zeros_like(xp, p), "neg_pre_grad": zeros_like(xp, p)}
+    return {"step": new_step(xp, p), "stepped": xp.zeros((), dtype=xp.bool, device=_device(p)),
+            "exp_avg": zeros_like(xp, p), "exp_avg_sq": zeros_like(xp, p), "exp_avg_diff": zeros_like(xp, p),
+            "neg_pre_grad": zeros_like(xp, p)}
 
 
 def adan_kernel(xp, p, g, s, hp, ctx):
@@ -81,10 +88,11 @@ def adan_kernel(xp, p, g, s, hp, ctx):
     beta1, beta2, beta3 = hp.betas
     t = increment_step(s)
     q = s["neg_pre_grad"]
-    first = t == 1  # the group's first step, or (ctx['fresh']) the param's first grad: the difference is 0
-    if "fresh" in ctx:
-        first = first | ctx["fresh"]
-    q = assign(q, xp.where(first, -g, q))
+    stepped = s.get("stepped")  # absent from states saved before it existed: such a param has stepped
+    first = t == 1 if stepped is None else xp.logical_or(t == 1, xp.logical_not(stepped))
+    q = assign(q, xp.where(first, -g, q))  # the group's first step or the param's first grad: no difference
+    if stepped is not None:
+        s["stepped"] = assign(stepped, xp.ones_like(stepped))
     q += g  # now the gradient difference g_t - g_{t-1}
     m, d, n = s["exp_avg"], s["exp_avg_diff"], s["exp_avg_sq"]
     m += (1 - beta1) * (g - m)

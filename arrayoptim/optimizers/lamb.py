@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 
+from array_api_compat import array_namespace, is_array_api_obj
+from array_api_compat import device as _device
+
 from .._hyper import (Hyperparams, check_betas, check_eps, check_lr, check_max_lr_snapshot, check_weight_decay,
                       hyperfield)
-from .._registry import OptimInfo, register
-from .._xp import caution, decay_scale, increment_step, like, new_step, zeros_like
-from .adafactor import lerp_
-
-
-def l2_norm(xp, x):
-    """The 2-norm of a whole array as a 0-d array (0 for an empty array), ``sqrt(sum(x * x))``."""
-    return xp.sqrt(xp.sum(x * x))
+from .._registry import OptimInfo, StepInput, register
+from .._xp import caution, decay_scale, increment_step, l2_norm, lerp_, like, new_step, step_dtype, zeros_like
 
 
 def safe_ratio(xp, num, den):
@@ -48,18 +45,22 @@ class LambHyperparams(Hyperparams):
             r \leftarrow \min(r, 1) \ \text{(trust\_clip)} \\
         p &\leftarrow p - \gamma\, r\, u \qquad (r = 1 \text{ unless } \lambda \ne 0 \text{ or always\_adapt})
 
-    State: ``step`` (0-d), ``exp_avg`` (m), ``exp_avg_sq`` (v).
+    State: ``step`` (0-d, the group's count), ``exp_avg`` (m), ``exp_avg_sq`` (v).
 
     Warnings
     --------
-    * timm keeps ``step`` in the **param group** and increments it on every ``step()``. arrayoptim keeps a
-      per-param ``step`` slot; before a step the slots of the params with a grad are set to the largest ``step``
-      of their group (registry field ``counter="group"``), so ``t`` is the group's count, as in timm, also for a param
-      that misses grads. Params without a grad stay untouched, so a ``step()`` in which *no* param of a group
-      has a grad advances timm's counter and changes nothing here.
+    * **Step counter.** timm keeps ``step`` in the **param group** (a 0-d tensor) and advances it on every
+      ``step()``, grads or not. Here it is state too (registry field ``counter="group"``): every param's ``step``
+      slot holds its group's count, advanced by the kernel for a param with a grad and by the core for a param
+      without one, so ``t`` is timm's in every case, also after steps in which a whole group has no grad. The
+      torch adapter keeps the count where timm does (``param_groups[i]['step']``, a 0-d CPU tensor), and
+      :func:`arrayoptim.to_state_dict` moves it there.
     * ``max_grad_norm`` is read from the optimizer's top-level hyperparameters only (timm reads
       ``self.defaults``): a group's own ``max_grad_norm`` is ignored, as in timm. ``None`` disables clipping.
-      ``max_grad_norm <= 0`` is rejected (timm divides by it).
+      ``max_grad_norm <= 0`` is rejected (timm divides by it). The global norm is that of the step's grads, or
+      the step input ``grad_norm`` (a 0-d array or a number) when the step's grads are not all of them: grads
+      sharded across calls, or timm's param groups listed twice, whose grads its norm counts twice (the torch
+      adapter passes it then).
     * The trust ratio is only applied where ``weight_decay != 0`` (or ``always_adapt``): a no-decay group gets
       plain (clipped) Adam steps. optax.lamb always adapts. The paper's trust-ratio clamp at 10 is absent.
     * Decoupled decay shrinks ``p`` *before* its norm is taken for the trust ratio. Caution masks the normalized
@@ -117,6 +118,7 @@ def lamb_prepare(xp, params, grads, state, hps):
     max_norm = hps[None].max_grad_norm
     if max_norm is None:
         return {}
+    out = {"max_grad_norm": max_norm}  # for a given grad_norm (the step input)
     total = None
     for name, p in params.items():
         g = grads.get(name)
@@ -127,8 +129,26 @@ def lamb_prepare(xp, params, grads, state, hps):
         sq = xp.sum(g * g)
         total = sq if total is None else total + sq
     if total is None:
+        return out
+    out["clip"] = xp.clip(xp.sqrt(total) / max_norm, min=1.0)
+    return out
+
+
+def grad_norm_input(view, grad_norm):
+    """The step input ``grad_norm``: validated, then handed to each param's kernel (``ctx['grad_norm']``)."""
+    if grad_norm is None or view.xp is None:
         return {}
-    return {"clip": xp.clip(xp.sqrt(total) / max_norm, min=1.0)}
+    xp = view.xp
+    like_p = view.params[view.active[0]]
+    if isinstance(grad_norm, (int, float)) and not isinstance(grad_norm, bool):
+        grad_norm = xp.asarray(float(grad_norm), dtype=step_dtype(xp, like_p), device=_device(like_p))
+    elif not is_array_api_obj(grad_norm) or array_namespace(grad_norm) is not xp or tuple(grad_norm.shape) != () \
+            or not xp.isdtype(grad_norm.dtype, "real floating"):
+        raise ValueError(f"grad_norm must be a number or a 0-d real floating array of the params' array library, "
+                         f"got {type(grad_norm).__name__} {getattr(grad_norm, 'shape', '')}")
+    elif _device(grad_norm) != _device(like_p):
+        raise ValueError(f"grad_norm is on device {_device(grad_norm)}, the params on {_device(like_p)}")
+    return {n: {"grad_norm": grad_norm} for n in view.active}
 
 
 def lamb_kernel(xp, p, g, s, hp, ctx):
@@ -136,6 +156,8 @@ def lamb_kernel(xp, p, g, s, hp, ctx):
     beta1, beta2 = hp.betas
     t = increment_step(s)
     clip = ctx.get("clip")
+    if "grad_norm" in ctx and ctx.get("max_grad_norm") is not None:  # a given global norm
+        clip = xp.clip(ctx["grad_norm"] / ctx["max_grad_norm"], min=1.0)
     if clip is not None:
         g = g / like(xp, clip, p)
     m, v = s["exp_avg"], s["exp_avg_sq"]
@@ -173,7 +195,9 @@ def lamb_kernel(xp, p, g, s, hp, ctx):
 register(
     OptimInfo("lamb", "Layer-wise Adaptive Moments for batch optimization", LambHyperparams, kernel=lamb_kernel,
               init=lamb_init, prepare=lamb_prepare, param_slots=("exp_avg", "exp_avg_sq"), has_betas=True,
-              counter="group"),
+              counter="group",
+              step_inputs=(StepInput("grad_norm", "the global grad norm the clip divides by (0-d array or number), "
+                                     "when the step's grads are not all of them", prepare=grad_norm_input),)),
     variants={
         "lambc": ("LAMB with trust ratio clipping for stability", {"trust_clip": True}),
         "lambw": ("LAMB with decoupled weight decay", {"decoupled_decay": True}),

@@ -4,19 +4,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from .._hyper import Hyperparams, hyperfield
 from array_api_compat import is_jax_array
 
-from .._xp import assign
-
-
-def _maximum(a: Any, b: Any) -> Any:
-    if is_jax_array(a) or is_jax_array(b):
-        from array_api_compat import array_namespace
-
-        xp = array_namespace(a if is_jax_array(a) else b)
-        return xp.maximum(xp.asarray(a, dtype=xp.int32), xp.asarray(b, dtype=xp.int32))
-    return max(a, b)
+from .._hyper import Hyperparams, hyperfield
+from .._xp import assign, claim
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -36,12 +27,12 @@ class LookaheadHyperparams(Hyperparams):
     * As in timm, the slow weights are created **lazily at the first sync**, as a copy of the fast weights at
       step ``k`` (not of the initial weights), so the first sync changes nothing; the paper starts
       :math:`\phi` at the initial weights.
-    * timm counts ``lookahead_step`` per param group (every ``step()`` call) and skips params without a gradient
-      at a sync step. Here each param has a ``lookahead_step`` slot; a param with a gradient takes its group's
-      count (the largest slot in its group) plus one, so syncs happen at timm's steps, also for params that miss
-      gradients. Params without a gradient stay untouched, so one case differs: a ``step()`` in which no param of
-      a group has a gradient advances timm's count and not this one.
-
+    * **Counter.** timm counts ``lookahead_step`` per param group (``group['lookahead_step']``, an int),
+      advanced on every ``step()`` call, grads or not, and skips params without a gradient at a sync step. Here
+      the count is state: every param's ``lookahead_step`` slot holds its group's count and advances on every
+      step, with or without a gradient, so syncs happen at timm's steps in every case, also after steps in which a
+      whole group has no gradient. The torch adapter keeps the count where timm does
+      (``param_groups[i]['lookahead_step']``).
     * JAX params get a traceable state (an int32 ``lookahead_step`` and ``lookahead_slow_buff`` from ``init``) and
       the sync is an ``xp.where``, so a Lookahead step runs under ``jax.jit`` and keeps one state structure; other
       backends keep timm's layout (an ``int`` counter, the slow buffer created at the first sync).
@@ -102,33 +93,35 @@ class Lookahead:
         return state
 
     def step(self, params, grads, state, *, copy: bool | None = True, **kwargs):
-        """The base optimizer's step, then the slow-weight sync on every ``k``-th step of each param."""
-        group = self.base.hyperparams_for  # params sharing a record are a param group
-        counts: dict[int, Any] = {}
-        for name in params:  # timm's per-group count: the largest count among the group's params
-            c = state.get(name, {}).get("lookahead_step", 0)
-            c = c if is_jax_array(c) else int(c)
-            key = id(group(name))
-            counts[key] = c if key not in counts else _maximum(counts[key], c)
+        """The base optimizer's step, then :meth:`sync` on what it returned (its claimed arrays, in place)."""
         new_params, new_state = self.base.step(params, grads, state, copy=copy, **kwargs)
+        return self.sync(new_params, grads, new_state, copy=False)
+
+    def sync(self, params, grads, state, *, copy: bool | None = True):
+        """timm's Lookahead half of a step, after the base step: every param's ``lookahead_step`` advances, and on
+        every ``k``-th count the params with a grad move their slow weights toward the fast ones and take them.
+
+        ``copy`` as in :meth:`Optimizer.step`: ``False`` updates the synced params and slow buffers in place (the
+        counters are rebound, never written in place). Returns ``(params, state)``.
+        """
         alpha, k = self.lookahead.alpha, self.lookahead.k
-        for name in new_params:
+        new_params, new_state = dict(params), {n: dict(s) for n, s in state.items()}
+        for name, s in new_state.items():
+            count = s.get("lookahead_step", 0) + 1  # timm counts every group on every step
+            s["lookahead_step"] = count
             if grads.get(name) is None:
                 continue
-            s = new_state[name]
-            count = counts.get(id(group(name)), 0) + 1
             if is_jax_array(count) or is_jax_array(new_params[name]):  # traced: the sync decided by xp.where
                 new_params[name] = self._traced_sync(new_params[name], s, count)
                 continue
-            s["lookahead_step"] = count
             if count % k:
                 continue
-            fast = new_params[name]  # claimed by the base step
-            slow = s.get("lookahead_slow_buff")
-            if slow is None:
-                from array_api_compat import array_namespace
+            from array_api_compat import array_namespace
 
-                slow = array_namespace(fast).asarray(fast, copy=True)
+            xp = array_namespace(new_params[name])
+            fast = claim(xp, new_params[name], copy)
+            slow = s.get("lookahead_slow_buff")
+            slow = xp.asarray(fast, copy=True) if slow is None else claim(xp, slow, copy)
             slow += alpha * (fast - slow)
             s["lookahead_slow_buff"] = slow
             new_params[name] = assign(fast, slow)

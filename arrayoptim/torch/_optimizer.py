@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
+from array_api_compat import array_namespace
 
 import arrayoptim as ao
 from arrayoptim._hyper import IMPLEMENTATION_SELECTORS
@@ -18,7 +19,8 @@ from arrayoptim._registry import LOOKAHEAD_PREFIX
 
 from ._inputs import kron_state_dict, persistent_attrs, pop_kron_rng_state, step_inputs
 from ._bridge import Binding, bind, namespace_key, stream_context, to_torch, torch_dtype_of
-from ._state import export_state_dict, finish_load, prepare_load, reference_slots
+from ._state import (STEPPED, anchor_layout, anchor_selectors, export_state_dict, finish_load, prepare_load,
+                     reference_slots)
 
 __all__ = ["ArrayOptimizer"]
 
@@ -61,14 +63,18 @@ class ArrayOptimizer(torch.optim.Optimizer):
     * CPU tensors of float16/float32/float64 are updated through zero-copy NumPy views (same ``data_ptr`` across
       steps, for params and state); CUDA tensors through CuPy views on torch's current stream. bfloat16, neg-bit
       and read-only cases take a working copy that is written back (see ``arrayoptim.torch._bridge``).
-    * ``state[p]`` holds torch tensors under torch/timm's slot names. ``state_dict()`` is written in the layout of
-      the torch/timm class of the same algorithm (the registry ``anchor``), and ``load_state_dict`` accepts that
-      class's ``state_dict()`` or this class's: a run continues where it left off in either direction (every
-      torch.optim class including LBFGS and SparseAdam, every timm name; Adahessian draws afresh from its seed, as
-      a resumed timm run does). Converted on the way (:mod:`arrayoptim.torch._state`): per-group step counters
-      (timm's Adan/LAMB ``group['step']``, Lookahead's ``group['lookahead_step']``) <-> per-param ``step`` slots,
-      Python-number slots (timm's ``int`` ``step`` in AdaBelief, Adafactor, AdamP, MADGRAD, Mars, NovoGrad, ...)
-      <-> 0-d tensors, timm Adafactor's ``beta1``/``relative_step`` <-> ``betas``/``lr=None``, torch LBFGS's
+    * The layout is the anchor's: ``state[p]`` holds torch tensors under torch/timm's slot names, only for params
+      that have stepped (or, like torch's Adagrad, at construction); each group carries the anchor's keys
+      (torch's ``foreach``/``capturable``/``differentiable``/``fused``, timm's ``lookahead_*``); a per-group counter
+      lives in the group where timm keeps it (Adan's and LAMB's ``group['step']``, Lookahead's
+      ``group['lookahead_step']``) and advances on every step, grads or not. A group listed twice
+      (``param_groups.extend(param_groups)``) is stepped twice per step, as timm does.
+    * ``state_dict()`` is written in the layout of the torch/timm class of the same algorithm (the registry
+      ``anchor``), and ``load_state_dict`` accepts that class's ``state_dict()`` or this class's: a run continues
+      where it left off in either direction (every torch.optim class including LBFGS and SparseAdam, every timm
+      name; Adahessian draws afresh from its seed, as a resumed timm run does). Converted on the way
+      (:mod:`arrayoptim.torch._state`): Python-number slots (timm's ``int`` ``step`` in AdaBelief, Adafactor,
+      AdamP, MADGRAD, Mars, NovoGrad, ...) <-> 0-d tensors, timm Adafactor's ``beta1``/``relative_step`` <-> ``betas``/``lr=None``, torch LBFGS's
       history lists <-> the core's fixed-shape arrays. A state_dict for a different param layout (group count or
       sizes, slot shapes), with another optimizer's slots or with hyperparameters the record refuses raises
       ``ValueError`` and changes nothing.
@@ -98,14 +104,23 @@ class ArrayOptimizer(torch.optim.Optimizer):
         record = core.hyperparams
         defaults = dict(record.as_dict())
         defaults.update({k: v for k, v in hparams.items() if k in IMPLEMENTATION_SELECTORS})
-        if lookahead:
-            defaults["lookahead_alpha"] = core.lookahead.alpha
-            defaults["lookahead_k"] = core.lookahead.k
+        for k, v in anchor_selectors(core.info).items():  # the anchor's own group keys (torch's foreach, ...)
+            defaults.setdefault(k, v)
+        if lookahead:  # timm's Lookahead adds these to every group, its counter included
+            defaults.update(lookahead_alpha=core.lookahead.alpha, lookahead_k=core.lookahead.k, lookahead_step=0)
         self._opt_name = key
         self._info = core.info
         self._fields = tuple(record.field_names())
         self._core_cache: tuple | None = None
         super().__init__(params, defaults)
+        eager = anchor_layout(self).eager
+        if eager is not None:  # the anchor creates its initial state at construction (torch's Adagrad)
+            base = getattr(core := self._core(), "base", core)
+            for members in self._passes()[:1]:
+                for name, p, _, _ in members:
+                    if eager(p):
+                        pb = bind(p)
+                        self._store_state(p, pb, {}, base._init_one(array_namespace(pb.array), name, pb.array))
 
     # --------------------------------------------------------------------------------------------- torch API
     @property
@@ -145,6 +160,7 @@ class ArrayOptimizer(torch.optim.Optimizer):
         base = self._opt_name[len(LOOKAHEAD_PREFIX):] if self._opt_name.startswith(LOOKAHEAD_PREFIX) else self._opt_name
         self._info = ao.get_optimizer_info(base)
         self._core_cache = None
+        self.__dict__.pop("_init_key_cache", None)
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One optimization step on every param with a ``.grad``; returns ``closure()``'s loss if given.
@@ -234,94 +250,193 @@ class ArrayOptimizer(torch.optim.Optimizer):
         """Whether the registered step takes sparse gradients (as a dense grad plus a ``grad_mask``)."""
         return self._info.takes("grad_mask")
 
+    def _passes(self) -> list[list[tuple[str, torch.Tensor, dict, int]]]:
+        """The listings of ``param_groups`` as the core steps them: ``(name, param, group, occurrence)`` with the
+        core's names (``p0``, ``p1``, ... over every listing, as :meth:`_core` builds its groups), ``occurrence``
+        the number of earlier listings of the same group dict. Pass ``v`` holds each param's ``v``-th listing: one
+        pass unless a param is listed twice (``param_groups.extend(param_groups)``), which timm then steps twice,
+        one listing after the other."""
+        passes: list[list] = []
+        visits: dict[int, int] = {}
+        occurrences: dict[int, int] = {}
+        i = 0
+        for g in self.param_groups:
+            j = occurrences.get(id(g), 0)
+            occurrences[id(g)] = j + 1
+            for p in g["params"]:
+                v = visits.get(id(p), 0)
+                visits[id(p)] = v + 1
+                if v == len(passes):
+                    passes.append([])
+                passes[v].append((f"p{i}", p, g, j))
+                i += 1
+        return passes
+
     def _step(self, closure: Callable[[], Any] | None = None) -> Any:
         core = self._core()
-        parts: dict[tuple, dict[str, Any]] = {}
-        i = -1
-        for g in self.param_groups:
-            for p in g["params"]:
-                i += 1
-                name = f"p{i}"
-                grad = p.grad
-                if closure is not None:  # closure-driven: every param takes part; grads come from the closure
-                    grad = p.grad if p.grad is not None else torch.zeros_like(p)
-                elif grad is None:
-                    if not (self.state[p] and (self._info.counter == "group" or self._opt_name.startswith(LOOKAHEAD_PREFIX))):
-                        continue
-                    # timm counts steps per group (Adan, LAMB, Lookahead): the core reads the group's count from
-                    # the counter slots of every param of the group, and leaves a param without a grad untouched
-                mask = None
-                if grad is None:
-                    pass
-                elif self._sparse_grads():
-                    if not grad.is_sparse:
-                        raise RuntimeError(f"{self._opt_name} does not support dense gradients (param {i}, shape "
-                                           f"{tuple(p.shape)}), as torch's SparseAdam; consider Adam instead")
-                    grad, mask = _densify(grad)
-                elif grad.is_sparse:
-                    raise RuntimeError(f"{self._opt_name} does not support sparse gradients (param {i}, "
-                                       f"shape {tuple(p.shape)}); see SparseAdam")
-                if torch._debug_has_internal_overlap(p) == 1:
-                    raise RuntimeError(f"param {i} (shape {tuple(p.shape)}, strides {p.stride()}) has internal "
-                                       "overlap (e.g. expand()): it cannot be updated in place")
-                part = parts.setdefault(namespace_key(p), {"params": {}, "grads": {}, "state": {}, "b": {},
-                                                           "mask": {}})
-                if mask is not None:
-                    part["mask"][name] = bind(mask).array
-                pb = bind(p)
-                ga = None if grad is None else bind(grad).array  # read only: a view, or a float32 copy of bf16
-                if ga is not None and ga.dtype != pb.array.dtype:  # e.g. a float32 working copy of a bfloat16 param
-                    ga = ga.astype(pb.array.dtype)
-                slots, sb = {}, {}
-                for k, v in self.state[p].items():
-                    if isinstance(v, torch.Tensor):
-                        if v.device != p.device:
-                            raise ValueError(f"state slot {k!r} of param {i} is on {v.device}, the param on "
-                                             f"{p.device}: load the state with load_state_dict after moving")
-                        sb[k] = bind(v)
-                        slots[k] = sb[k].array
-                    elif _is_tensor_list(v):  # a list of tensors (Kron's Q factors)
-                        sb[k] = [bind(x) for x in v]
-                        slots[k] = [b.array for b in sb[k]]
-                    else:
-                        slots[k] = v
-                part["params"][name] = pb.array
-                part["grads"][name] = ga
-                if slots:  # an empty dict is a param the optimizer has not seen yet: the core's init applies
-                    part["state"][name] = slots
-                part["b"][name] = (p, pb, sb)
+        base = getattr(core, "base", core)  # the optimizer a lookahead_ wrapper drives
+        passes = self._passes()
+        extra = {}
+        if len(passes) > 1 and base.info.takes("grad_norm"):  # LAMB's global clip spans every listing, as timm's
+            extra["grad_norm"] = self._listed_grad_norm(passes)
         losses: list = []
-        for dev, part in parts.items():
-            with stream_context(dev):
-                extra = self._extra_step_kwargs(core, part, closure, losses)
-                new_params, new_state = core.step(part["params"], part["grads"], part["state"], copy=False, **extra)
-            for name, (p, pb, sb) in part["b"].items():
-                pb.write_back(new_params[name])
-                self._store_state(p, pb, sb, new_state[name])
-        self._count_gradless_groups()
+        for members in passes:
+            self._base_pass(base, members, closure, losses, extra)
+        if self._info.counter == "group":  # timm: every listed group counts every step, grads or not
+            self._advance_counters("step", anchor_layout(self).tensor_counters)
+        if base is not core:
+            for members in passes:
+                self._sync_pass(core, members, closure)
+            self._advance_counters("lookahead_step", False)
         return losses[0] if losses else None
 
-    def _count_gradless_groups(self) -> None:
-        """timm advances a per-group counter (Adan's and LAMB's ``step``, Lookahead's ``lookahead_step``) on every
-        ``step()``, also for a group in which no param has a grad (frozen, or not yet unfrozen). The core leaves
-        such params untouched, so the adapter, which holds the groups, advances their counter slots itself: the
-        group's count, read by the core from those slots, then stays timm's."""
-        keys = (("step",) if self._info.counter == "group" else ()) + (
-            ("lookahead_step",) if self._opt_name.startswith(LOOKAHEAD_PREFIX) else ())
-        if not keys:
-            return
-        for g in self.param_groups:
-            if any(p.grad is not None for p in g["params"]):
+    def _base_pass(self, base: Any, members: list, closure: Callable[[], Any] | None, losses: list,
+                   extra: dict[str, Any]) -> None:
+        """One core step over the params of one pass that have a grad (every param when closure-driven)."""
+        parts: dict[tuple, dict[str, Any]] = {}
+        counted = self._info.counter == "group"
+        stepped = self._init_keys(base) & {STEPPED}
+        for name, p, g, j in members:
+            grad = p.grad
+            if closure is not None:  # closure-driven: every param takes part; grads come from the closure
+                grad = p.grad if p.grad is not None else torch.zeros_like(p)
+            elif grad is None:
+                continue  # untouched; a group counter is the group's (advanced in _step)
+            i = int(name[1:])
+            mask = None
+            if self._sparse_grads():
+                if not grad.is_sparse:
+                    raise RuntimeError(f"{self._opt_name} does not support dense gradients (param {i}, shape "
+                                       f"{tuple(p.shape)}), as torch's SparseAdam; consider Adam instead")
+                grad, mask = _densify(grad)
+            elif grad.is_sparse:
+                raise RuntimeError(f"{self._opt_name} does not support sparse gradients (param {i}, "
+                                   f"shape {tuple(p.shape)}); see SparseAdam")
+            if torch._debug_has_internal_overlap(p) == 1:
+                raise RuntimeError(f"param {i} (shape {tuple(p.shape)}, strides {p.stride()}) has internal "
+                                   "overlap (e.g. expand()): it cannot be updated in place")
+            part = parts.setdefault(namespace_key(p), {"params": {}, "grads": {}, "state": {}, "b": {}, "mask": {}})
+            if mask is not None:
+                part["mask"][name] = bind(mask).array
+            pb = bind(p)
+            ga = bind(grad).array  # read only: a view, or a float32 copy of bf16
+            if ga.dtype != pb.array.dtype:  # e.g. a float32 working copy of a bfloat16 param
+                ga = ga.astype(pb.array.dtype)
+            slots, sb = self._bind_slots(p, i)
+            if slots:  # a param that has stepped: what the anchor expresses by its having state
+                slots.update({k: self._scalar(p, pb, True, torch.bool) for k in stepped})
+            elif counted:  # its first step: the core's initial slots (for its group's record), then the count
+                slots = base._init_one(array_namespace(pb.array), name, pb.array)
+            if counted:
+                slots["step"] = self._scalar(p, pb, self._count(g, "step") + j)
+            part["params"][name] = pb.array
+            part["grads"][name] = ga
+            if slots:  # no slots: a param the optimizer has not seen yet (the core's init applies)
+                part["state"][name] = slots
+            part["b"][name] = (p, pb, sb)
+        drop = ({"step"} if counted else set()) | stepped
+        for dev, part in parts.items():
+            with stream_context(dev):
+                kw = self._extra_step_kwargs(base, part, closure, losses)
+                kw.update({k: bind(v.to(_torch_device(dev))).array for k, v in extra.items()})
+                new_params, new_state = base.step(part["params"], part["grads"], part["state"], copy=False, **kw)
+            for name, (p, pb, sb) in part["b"].items():
+                pb.write_back(new_params[name])
+                self._store_state(p, pb, sb, {k: v for k, v in new_state[name].items() if k not in drop})
+
+    def _sync_pass(self, core: Any, members: list, closure: Callable[[], Any] | None) -> None:
+        """timm's Lookahead after the base step, for one pass: params with a grad, each with its listing's count."""
+        parts: dict[tuple, dict[str, Any]] = {}
+        for name, p, g, j in members:
+            if p.grad is None and closure is None:
+                continue  # timm's update_slow skips it; the group's count advances in _step
+            part = parts.setdefault(namespace_key(p), {"params": {}, "grads": {}, "state": {}, "b": {}})
+            pb = bind(p)
+            slots, sb = self._bind_slots(p, int(name[1:]), only=("lookahead_slow_buff",))
+            slots["lookahead_step"] = self._count(g, "lookahead_step") + j
+            part["params"][name] = pb.array
+            part["grads"][name] = pb.array  # only whether a grad is there matters to the sync
+            part["state"][name] = slots
+            part["b"][name] = (p, pb, sb)
+        for dev, part in parts.items():
+            with stream_context(dev):
+                new_params, new_state = core.sync(part["params"], part["grads"], part["state"], copy=False)
+            for name, (p, pb, sb) in part["b"].items():
+                pb.write_back(new_params[name])
+                slow = new_state[name].get("lookahead_slow_buff")
+                if slow is not None:
+                    b = sb.get("lookahead_slow_buff")
+                    if b is not None:
+                        b.write_back(slow)
+                    else:
+                        self.state[p]["lookahead_slow_buff"] = self._new_state_tensor(p, pb, "lookahead_slow_buff",
+                                                                                      slow)
+
+    def _bind_slots(self, p: torch.Tensor, i: int, only: tuple[str, ...] | None = None) -> tuple[dict, dict]:
+        """``(arrays, bindings)`` of ``p``'s state slots (``only`` these), without creating an entry in
+        ``self.state`` for a param that has none."""
+        slots, sb = {}, {}
+        for k, v in self.state.get(p, {}).items():
+            if only is not None and k not in only:
                 continue
-            for p in g["params"]:
-                st = self.state.get(p, {})
-                for k in keys:
-                    if isinstance(st.get(k), torch.Tensor):
-                        st[k].add_(1)
-                    elif isinstance(st.get(k), numbers.Number):
-                        st[k] += 1
+            if isinstance(v, torch.Tensor):
+                if v.device != p.device:
+                    raise ValueError(f"state slot {k!r} of param {i} is on {v.device}, the param on "
+                                     f"{p.device}: load the state with load_state_dict after moving")
+                sb[k] = bind(v)
+                slots[k] = sb[k].array
+            elif _is_tensor_list(v):  # a list of tensors (Kron's Q factors)
+                sb[k] = [bind(x) for x in v]
+                slots[k] = [b.array for b in sb[k]]
+            else:
+                slots[k] = v
+        return slots, sb
+
+    def _scalar(self, p: torch.Tensor, pb: Binding, value: Any, dtype: torch.dtype | None = None) -> Any:
+        """A 0-d array on ``p``'s device holding ``value``: a group's count in the core's ``step`` dtype (float64
+        for float64 params, float32 otherwise), or a ``stepped`` flag."""
+        if dtype is None:
+            dtype = torch.float64 if torch_dtype_of(pb.array) == torch.float64 else torch.float32
+        return bind(torch.full((), value, dtype=dtype, device=p.device)).array
+
+    @staticmethod
+    def _count(g: dict, key: str) -> int:
+        c = g.get(key, 0)
+        return int(c.item()) if isinstance(c, torch.Tensor) else int(c)
+
+    def _advance_counters(self, key: str, tensor: bool) -> None:
+        """Advance ``group[key]`` once per listing of the group, where and as timm keeps it: a Python int, or a
+        0-d CPU tensor in the default float dtype (timm's LAMB), updated in place."""
+        for g in self.param_groups:
+            c = g.get(key)
+            if not tensor:
+                g[key] = (0 if c is None else self._count(g, key)) + 1
+            elif isinstance(c, torch.Tensor):
+                c.add_(1)
+            else:
+                g[key] = torch.tensor(float(c or 0) + 1, dtype=_scalar_dtype())  # on the CPU, as timm
+
+    def _listed_grad_norm(self, passes: list) -> torch.Tensor:
+        """The global grad norm over every listing (a param listed twice counts twice), as timm's LAMB takes it."""
+        grads = [p.grad for members in passes for _, p, _, _ in members if p.grad is not None]
+        if not grads:
+            return torch.zeros(())
+        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+    def _init_keys(self, base: Any) -> set:
+        """The slot names the core's ``init`` creates (on a one-element float64 param), cached."""
+        keys = self.__dict__.get("_init_key_cache")
+        if keys is None:
+            try:
+                keys = set(base._init_one(array_namespace(np.zeros(())), "", np.zeros((1, 1))))
+            except Exception:  # noqa: BLE001 - an init that needs more than a small matrix: nothing implied
+                keys = set()
+            self._init_key_cache = keys
+        return keys
 
     def _store_state(self, p: torch.Tensor, pb: Binding, sb: dict[str, Binding], new: dict[str, Any]) -> None:
+        if not new and not self.state.get(p):  # no state (L-BFGS keeps its own on the first param only): no entry
+            return
         st = self.state[p]
         for k in [k for k in st if k not in new]:
             del st[k]
@@ -380,6 +495,16 @@ class ArrayOptimizer(torch.optim.Optimizer):
                          for x, rj in zip(v, refs)]
             elif r is not None and _is_array(r) and isinstance(v, numbers.Number):
                 st[k] = torch.tensor(v, dtype=torch_dtype_of(r), device=p.device)
+
+
+def _scalar_dtype() -> torch.dtype:
+    """The dtype timm gives its tensor counters: float64 under a float64 default dtype, float32 otherwise."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+def _torch_device(key: tuple) -> torch.device:
+    kind, index = key
+    return torch.device(kind) if index is None else torch.device(kind, index)
 
 
 def _densify(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,9 +7,11 @@ L-BFGS's history as fixed-shape arrays. ``state_dict()`` writes it in the anchor
 (:func:`prepare_load`, then :func:`finish_load`). What gets converted:
 
 * **Group counters.** timm's Adan and LAMB count steps per param group (``group['step']``: a Python int in Adan,
-  a 0-d tensor in LAMB; registry field ``counter='group'``) and timm's Lookahead counts ``group['lookahead_step']``; the
-  core keeps a per-param slot synced to its group's count. Saving writes the group's largest per-param count into
-  the group and drops the per-param slots; loading gives every param with state its group's count.
+  a 0-d CPU tensor in LAMB; registry field ``counter='group'``) and timm's Lookahead counts
+  ``group['lookahead_step']``. The adapter keeps them there too (the core's per-param ``step`` /
+  ``lookahead_step`` slots are made from the group's count for each step and not stored), so they save and load
+  as they are; loading gives them the anchor's type. The core's ``stepped`` slot (Adan: whether a param has had a
+  grad) is whether the adapter has state for the param, as in timm.
 * **Host numbers.** Some anchors keep slots as Python numbers: an ``int`` ``step`` in timm's AdaBelief, Adafactor,
   Adahessian, AdamP, MADGRAD, Mars, NAdamLegacy, NvNovoGrad, RAdamLegacy and torch's SparseAdam; NAdamLegacy's
   ``m_schedule`` and LaProp's ``exp_avg_lr_1`` as ``float``. They are saved as such and loaded as 0-d tensors in
@@ -20,7 +22,10 @@ L-BFGS's history as fixed-shape arrays. ``state_dict()`` writes it in the anchor
   param dtype both ways (its values are ``momentum_dtype`` values; torch casts it to the param dtype on load and
   timm back to ``momentum_dtype``); Mars's
   ``betas_1d=None`` means ``betas`` (saved as ``betas``, as timm's constructor resolves it).
-* **Selectors.** Saved groups carry ``foreach`` (None unless given), which timm's Adan reads without a default.
+* **Group keys.** The adapter's groups carry the anchor's own keys: the implementation selectors its constructor
+  takes (``foreach``, ``capturable``, ``differentiable``, ``fused``, with its defaults unless given; read from the
+  signature for torch.optim classes, declared in :data:`ANCHOR_LAYOUTS` for timm's), and saving leaves out record
+  fields the anchor keeps elsewhere (timm Adahessian's ``n_samples``, ...) while they hold their default.
 * **L-BFGS's history.** torch keeps ``old_dirs``/``old_stps``/``ro`` as lists of the current history length and
   ``al`` as a list with ``None`` for entries not yet filled; the core keeps ``(history_size, n)`` /
   ``(history_size,)`` arrays (zero rows past the history; ``ro == 0`` marks them).
@@ -41,18 +46,25 @@ than grads, e.g. a closure).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
 import arrayoptim as ao
+from arrayoptim._hyper import IMPLEMENTATION_SELECTORS
 from arrayoptim._registry import LOOKAHEAD_PREFIX
 
-__all__ = ["AnchorLayout", "ANCHOR_LAYOUTS", "export_state_dict", "prepare_load", "finish_load", "reference_slots"]
+__all__ = ["AnchorLayout", "ANCHOR_LAYOUTS", "STEPPED", "anchor_layout", "anchor_selectors", "core_only_slots",
+           "export_state_dict", "prepare_load", "finish_load", "reference_slots"]
 
 _LOOKAHEAD_KEYS = ("lookahead_alpha", "lookahead_k")
 _LOOKAHEAD_COUNTER = "lookahead_step"
+#: the core's 0-d boolean "this param has had a grad" slot (Adan; see ``OptimInfo.counter``): never stored here,
+#: since the adapter, as timm, has state for a param exactly when it has had a grad
+STEPPED = "stepped"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +86,16 @@ class AnchorLayout:
     to_state, from_state
         ``(state, groups, params)``: whole-state conversions (L-BFGS's history), in place on copies; ``params`` is
         this optimizer's param list, in state_dict order.
+    selectors
+        The implementation selectors the anchor keeps in every group, with its defaults; None: those of the
+        torch.optim class's constructor signature (none for other anchors).
+    ungrouped
+        Record fields the anchor does not keep in its groups (constructor attributes, or options it reads only when
+        a group sets them): left out of saved groups while they hold the record's default.
+    eager
+        The anchor creates the initial state of the params this predicate accepts when it is constructed, before
+        any grad (torch's Adagrad: every param; timm's Adahessian: those requiring grad); None: at a param's first
+        grad, as most do. The adapter creates the core's initial slots for them then too.
     """
 
     numbers: Mapping[str, type] = dataclasses.field(default_factory=dict)
@@ -82,12 +104,15 @@ class AnchorLayout:
     from_group: Callable[[dict, dict], None] | None = None
     to_state: Callable[[dict, list, list], None] | None = None
     from_state: Callable[[dict, list, list], None] | None = None
+    selectors: Mapping[str, Any] | None = None
+    ungrouped: tuple[str, ...] = ()
+    eager: Callable[[torch.Tensor], bool] | None = None
 
 
 # ----------------------------------------------------------------------------------------- per-anchor conversions
 
 def _adafactor_to(g: dict, params: list) -> None:
-    betas = g.get("betas")
+    betas = g.pop("betas", None)
     g["beta1"] = None if betas is None else betas[0]
     g["relative_step"] = g.get("lr") is None
 
@@ -189,39 +214,91 @@ def _lbfgs_from(state: dict, groups: list, params: list) -> None:
 
 
 _INT_STEP = {"step": int}
+_FOREACH = {"foreach": None}
 
 #: anchor (``OptimInfo.anchor``) -> how its state_dict differs; anchors not listed store what the adapter stores
 ANCHOR_LAYOUTS: dict[str, AnchorLayout] = {
-    "timm.optim.AdaBelief": AnchorLayout(numbers=_INT_STEP),
+    "timm.optim.AdaBelief": AnchorLayout(numbers=_INT_STEP, selectors=_FOREACH),
     "timm.optim.Adafactor": AnchorLayout(numbers=_INT_STEP, to_group=_adafactor_to, from_group=_adafactor_from),
     "timm.optim.AdafactorBigVision": AnchorLayout(to_group=_adafactor_bv_to),
     "timm.optim.AdamP": AnchorLayout(numbers=_INT_STEP),
-    "timm.optim.adahessian.Adahessian": AnchorLayout(numbers=_INT_STEP),
-    "timm.optim.LaProp": AnchorLayout(numbers={"exp_avg_lr_1": float}),
-    "timm.optim.Lamb": AnchorLayout(tensor_counters=True),
+    "timm.optim.AdamWLegacy": AnchorLayout(selectors={"capturable": False, "foreach": None}),
+    "timm.optim.Adan": AnchorLayout(selectors=_FOREACH),
+    "timm.optim.Adopt": AnchorLayout(selectors={"capturable": False, "differentiable": False, "foreach": None}),
+    "timm.optim.adahessian.Adahessian": AnchorLayout(numbers=_INT_STEP, eager=lambda p: p.requires_grad,
+                                                     ungrouped=("avg_conv_kernel", "n_samples", "update_each")),
+    "timm.optim.kron.Kron": AnchorLayout(ungrouped=("deterministic",)),
+    "timm.optim.LaProp": AnchorLayout(numbers={"exp_avg_lr_1": float}, selectors=_FOREACH),
+    "timm.optim.Lamb": AnchorLayout(tensor_counters=True, selectors=_FOREACH),
+    "timm.optim.Lars": AnchorLayout(selectors=_FOREACH),
+    "timm.optim.Lion": AnchorLayout(selectors=_FOREACH),
     "timm.optim.MADGRAD": AnchorLayout(numbers=_INT_STEP),
     "timm.optim.Mars": AnchorLayout(numbers=_INT_STEP, to_group=_mars_to),
+    "timm.optim.muon.Muon": AnchorLayout(selectors={"capturable": False},
+                                         ungrouped=("adamw_lr", "ns_dtype", "use_fallback", "use_muon")),
     "timm.optim.NAdamLegacy": AnchorLayout(numbers={"step": int, "m_schedule": float}),
+    "timm.optim.NAdamW": AnchorLayout(selectors={"capturable": False, "foreach": None}),
     "timm.optim.NvNovoGrad": AnchorLayout(numbers=_INT_STEP),
     "timm.optim.RAdamLegacy": AnchorLayout(numbers=_INT_STEP),
+    "timm.optim.RMSpropTF": AnchorLayout(selectors=_FOREACH),
+    "timm.optim.SGDW": AnchorLayout(selectors={"differentiable": False, "foreach": None}),
+    "torch.optim.Adagrad": AnchorLayout(eager=lambda p: True),
     "torch.optim.LBFGS": AnchorLayout(to_state=_lbfgs_to, from_state=_lbfgs_from),
+    "torch.optim.Muon": AnchorLayout(ungrouped=("ns_dtype",)),
     "torch.optim.SparseAdam": AnchorLayout(numbers=_INT_STEP),
 }
 _IDENTITY = AnchorLayout()
 
 
-def _layout(opt: Any) -> AnchorLayout:
+def anchor_layout(opt: Any) -> AnchorLayout:
+    """The :class:`AnchorLayout` of ``opt``'s anchor (the identity for anchors not listed)."""
     return ANCHOR_LAYOUTS.get(opt._info.anchor, _IDENTITY)
+
+
+def anchor_selectors(info: Any) -> dict[str, Any]:
+    """The implementation selectors the anchor of ``info`` (an ``OptimInfo``) keeps in every param group, with
+    its defaults (see :attr:`AnchorLayout.selectors`)."""
+    declared = ANCHOR_LAYOUTS.get(info.anchor, _IDENTITY).selectors
+    return dict(_signature_selectors(info.anchor) if declared is None else declared)
+
+
+@functools.lru_cache(maxsize=None)
+def _signature_selectors(anchor: str) -> dict[str, Any]:
+    module, _, name = anchor.rpartition(".")
+    cls = getattr(torch.optim, name, None) if module == "torch.optim" else None
+    if cls is None:
+        return {}
+    params = inspect.signature(cls).parameters
+    return {k: v.default for k, v in params.items() if k in IMPLEMENTATION_SELECTORS and v.default is not v.empty}
 
 
 def _lookahead(opt: Any) -> bool:
     return opt.opt_name.startswith(LOOKAHEAD_PREFIX)
 
 
-def _group_counters(opt: Any) -> tuple[str, ...]:
-    """Per-param slots the anchor keeps once per param group."""
+def core_only_slots(opt: Any) -> tuple[str, ...]:
+    """Per-param slots of the core that the anchor keeps elsewhere: group counters (in the group dict) and
+    ``stepped`` (whether the anchor has state for the param)."""
     out = ("step",) if opt._info.counter == "group" else ()
-    return out + ((_LOOKAHEAD_COUNTER,) if _lookahead(opt) else ())
+    return out + ((_LOOKAHEAD_COUNTER,) if _lookahead(opt) else ()) + (STEPPED,)
+
+
+def _group_counter(v: Any, tensor: bool) -> Any:
+    """A loaded group counter as the anchor keeps it: a 0-d CPU tensor (its dtype kept; a number gets timm's
+    default-dtype one) or a Python int."""
+    if not tensor:
+        return _as_number(v)
+    if isinstance(v, torch.Tensor):
+        return v.detach().reshape(()).to("cpu", copy=True)
+    dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+    return torch.tensor(float(v), dtype=dtype)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - tensors and other values without a plain equality: not equal
+        return False
 
 
 def _as_number(v: Any, typ: type = int) -> Any:
@@ -237,20 +314,18 @@ def _params_in_order(groups: list) -> list:
 def export_state_dict(opt: Any, state_dict: dict) -> dict:
     """``state_dict`` (torch's packing of ``opt``'s state) in the anchor's layout; ``opt``'s state is not touched
     (slot dicts are copied; tensors are the live ones, as torch's ``state_dict`` returns them)."""
-    layout = _layout(opt)
+    layout = anchor_layout(opt)
     state = {pid: dict(st) for pid, st in state_dict["state"].items() if st}
     groups = [dict(g) for g in state_dict["param_groups"]]
     if layout.to_state is not None:
         layout.to_state(state, groups, _params_in_order(opt.param_groups))
+    defaults = opt._info.effective_defaults()
     for g, own in zip(groups, opt.param_groups):
-        for c in _group_counters(opt):
-            counts = [state[pid].pop(c) for pid in g["params"] if c in state.get(pid, {})]
-            if counts:
-                top = max(counts, key=_as_number)
-                g[c] = top.clone() if layout.tensor_counters and isinstance(top, torch.Tensor) else _as_number(top)
-            elif c == _LOOKAHEAD_COUNTER:
-                g[c] = 0  # timm's Lookahead keeps it in every group from the start
-        g.setdefault("foreach", None)  # the selector torch and timm classes share (timm's Adan reads it unguarded)
+        for k, v in anchor_selectors(opt._info).items():  # groups loaded from another layout may lack them
+            g.setdefault(k, v)
+        for k in layout.ungrouped:
+            if k in g and _equal(g[k], defaults.get(k)):
+                del g[k]
         if layout.to_group is not None:
             layout.to_group(g, own["params"])
     for st in state.values():
@@ -304,7 +379,7 @@ def prepare_load(opt: Any, state_dict: Any) -> tuple[dict, dict]:
     the state_dict does not fit; ``state_dict`` and ``opt`` are never modified.
     """
     _check_structure(opt, state_dict)
-    layout = _layout(opt)
+    layout = anchor_layout(opt)
     groups = []
     for i, (sg, g) in enumerate(zip(state_dict["param_groups"], opt.param_groups)):
         new = dict(sg)
@@ -315,6 +390,8 @@ def prepare_load(opt: Any, state_dict: Any) -> tuple[dict, dict]:
         for k in keep:  # hyperparameters the anchor does not save keep this optimizer's values
             if k not in new and k in g:
                 new[k] = g[k]
+        if _lookahead(opt):
+            new.setdefault(_LOOKAHEAD_COUNTER, 0)  # timm's Lookahead: its default for a group saved without it
         try:
             opt._info.hyperparams(**{k: new[k] for k in opt._fields if k in new})
         except (TypeError, ValueError) as e:
@@ -341,14 +418,17 @@ def prepare_load(opt: Any, state_dict: Any) -> tuple[dict, dict]:
         state[pid] = dict(st)
     if layout.from_state is not None:
         layout.from_state(state, groups, _params_in_order(opt.param_groups))
+    skip = core_only_slots(opt)
     for g in groups:
-        for c in _group_counters(opt):
-            count = g.pop(c, 0 if c == _LOOKAHEAD_COUNTER else None)
-            if count is None:
-                continue
-            for pid in g["params"]:
-                if state.get(pid) and c not in state[pid]:
-                    state[pid][c] = count
+        for pid in g["params"]:  # per-param counters (a functional state_dict): the group's, where timm has them
+            for c in skip:
+                v = state.get(pid, {}).pop(c, None)
+                if v is not None and c != STEPPED and (c == _LOOKAHEAD_COUNTER or opt._info.counter == "group"):
+                    g.setdefault(c, v)
+        if opt._info.counter == "group" and "step" in g:
+            g["step"] = _group_counter(g["step"], layout.tensor_counters)
+        if _LOOKAHEAD_COUNTER in g:
+            g[_LOOKAHEAD_COUNTER] = _as_number(g[_LOOKAHEAD_COUNTER])
     refs: dict[int, dict] = {}
     cache: dict[tuple, tuple] = {}
     for pid, st in state.items():
@@ -357,7 +437,7 @@ def prepare_load(opt: Any, state_dict: Any) -> tuple[dict, dict]:
         if key not in cache:
             cache[key] = reference_slots(opt, p, groups[gi], extra)
         ref, known = cache[key]
-        _check_slots(opt, pid, p, st, ref, known)
+        _check_slots(opt, pid, p, st, {k: v for k, v in ref.items() if k not in skip}, known)
         refs[id(p)] = _with_numbers(ref, layout, p)
     out = {**state_dict, "state": state, "param_groups": groups}
     return out, {"refs": refs, "lookahead": extra}
