@@ -167,3 +167,18 @@ def claim(xp: Any, x: Any, copy: bool | None) -> Any:
     if copy is True or (copy is None and not _writeable(x, k)):
         return xp.asarray(x, copy=True)
     return x
+
+
+# ------------------------------------------------------------------------------------------- moments
+
+def update_moments(xp: Any, s: dict, g: Any, betas: tuple[float, float]) -> tuple[Any, Any]:
+    """Adam's two moments on the claimed slots, as torch and timm update them, returning ``(m, v)``:
+    ``exp_avg <- lerp(exp_avg, g, 1 - beta1)`` (torch's formula, :func:`lerp_`) and
+    ``exp_avg_sq <- beta2 * exp_avg_sq + (1 - beta2) * g**2``."""
+    beta1, beta2 = betas
+    m = lerp_(xp, s["exp_avg"], g, 1 - beta1)
+    v = s["exp_avg_sq"]
+    v *= beta2
+    v += (1 - beta2) * (g * g)
+    s["exp_avg"], s["exp_avg_sq"] = m, v
+    return m, v

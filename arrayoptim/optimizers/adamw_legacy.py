@@ -5,7 +5,8 @@ import dataclasses
 
 from .._hyper import ADAM_CHECKS, MAX_LR_SNAPSHOT, Hyperparams, Range, hyperfield
 from .._registry import OptimInfo, register
-from .._xp import assign, caution, decay_scale, increment_step, lerp_, like, new_step, rms_clip_denom, zeros_like
+from .._xp import (assign, caution, decay_scale, increment_step, like, new_step, rms_clip_denom, update_moments,
+                  zeros_like)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -90,11 +91,7 @@ def adamw_legacy_kernel(xp, p, g, s, hp, ctx):
     t = increment_step(s)
     scale = decay_scale(hp)
     p *= 1.0 - scale * hp.weight_decay
-    m, v = s["exp_avg"], s["exp_avg_sq"]
-    m = lerp_(xp, m, g, 1 - beta1)
-    v *= beta2
-    v += (1 - beta2) * (g * g)
-    s["exp_avg"], s["exp_avg_sq"] = m, v
+    m, v = update_moments(xp, s, g, hp.betas)
     if hp.amsgrad:
         vmax = s.get("max_exp_avg_sq")
         if vmax is None:  # a state made without amsgrad

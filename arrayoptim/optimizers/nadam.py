@@ -7,7 +7,7 @@ from array_api_compat import device
 
 from .._hyper import ADAM_CHECKS, NONNEG, Hyperparams
 from .._registry import OptimInfo, register
-from .._xp import increment_step, like, new_step, step_dtype, zeros_like
+from .._xp import increment_step, like, new_step, step_dtype, update_moments, zeros_like
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -90,11 +90,7 @@ def nadam_kernel(xp, p, g, s, hp, ctx):
     prod = s["mu_product"]
     prod *= mu
     s["mu_product"] = prod
-    m, v = s["exp_avg"], s["exp_avg_sq"]
-    m += (1 - beta1) * (g - m)  # torch's lerp(m, g, 1 - beta1)
-    v *= beta2
-    v += (1 - beta2) * (g * g)
-    s["exp_avg"], s["exp_avg_sq"] = m, v
+    m, v = update_moments(xp, s, g, hp.betas)
     denom = xp.sqrt(v / like(xp, bc2, p))
     denom += hp.eps
     c_grad = like(xp, -lr * (1.0 - mu) / (1.0 - prod), p)

@@ -5,7 +5,8 @@ import dataclasses
 
 from .._hyper import ADAM_CHECKS, MAX_LR_SNAPSHOT, Hyperparams, Range, hyperfield
 from .._registry import OptimInfo, register
-from .._xp import caution, decay_scale, increment_step, lerp, lerp_, like, new_step, rms_clip_denom, zeros_like
+from .._xp import (caution, decay_scale, increment_step, lerp, like, new_step, rms_clip_denom, update_moments,
+                  zeros_like)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -78,11 +79,7 @@ def nadamw_kernel(xp, p, g, s, hp, ctx):
     t = increment_step(s)
     scale = decay_scale(hp)
     p *= 1.0 - scale * hp.weight_decay
-    m, v = s["exp_avg"], s["exp_avg_sq"]
-    m = lerp_(xp, m, g, 1 - beta1)
-    v *= beta2
-    v += (1 - beta2) * (g * g)
-    s["exp_avg"], s["exp_avg_sq"] = m, v
+    m, v = update_moments(xp, s, g, hp.betas)
     step_size = like(xp, hp.lr / (1 - beta1 ** t), p)
     bc2_sqrt = like(xp, (1 - beta2 ** t) ** 0.5, p)
     num = lerp(xp, m, g, 1 - beta1)

@@ -7,7 +7,7 @@ from array_api_compat import device
 
 from .._hyper import ADAM_CHECKS, Hyperparams
 from .._registry import OptimInfo, register
-from .._xp import increment_step, like, new_step, zeros_like
+from .._xp import increment_step, like, new_step, update_moments, zeros_like
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -85,11 +85,7 @@ def radam_kernel(xp, p, g, s, hp, ctx):
             p *= 1 - lr * hp.weight_decay
         else:
             g = g + hp.weight_decay * p
-    m, v = s["exp_avg"], s["exp_avg_sq"]
-    m += (1 - beta1) * (g - m)  # torch's lerp(m, g, 1 - beta1)
-    v *= beta2
-    v += (1 - beta2) * (g * g)
-    s["exp_avg"], s["exp_avg_sq"] = m, v
+    m, v = update_moments(xp, s, g, hp.betas)
     m_hat = m / like(xp, 1 - beta1 ** t, p)
     rho_inf = 2 / (1 - beta2) - 1
     if not rho_inf > 5.0:  # rho_t < rho_inf <= 5 at every step: never rectified
