@@ -16,6 +16,8 @@ grads or not. Checked against the real timm/torch in float64, 1e-10 relative:
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -208,3 +210,56 @@ def test_jax_scan_carries_the_counter_of_a_param_without_grad(name):
         np.testing.assert_allclose(np.asarray(pj[k]), p[k], rtol=1e-12)
         for slot, v in s[k].items():
             np.testing.assert_allclose(np.asarray(sj[k][slot]), np.asarray(v), rtol=1e-12, err_msg=f"{k} {slot}")
+
+
+def _run(opt, tensors, grads):
+    for gs in grads:
+        for p, g in zip(tensors, gs):
+            p.grad = None if g is None else torch.tensor(g)
+        opt.step()
+
+
+@pytest.mark.parametrize("extend", [False, True], ids=["groups", "groups_listed_twice"])
+@pytest.mark.parametrize("direction", ["theirs_into_ours", "ours_into_theirs"])
+@pytest.mark.parametrize("name", ["adan", "lamb", "lookahead_adan", "lookahead_adamw"])
+def test_state_dict_moves_the_counters_both_ways(name, direction, extend):
+    """10 steps on one side, its ``state_dict()`` loaded into the other and into a fresh timm optimizer, 10 more
+    side by side: equal state_dicts throughout (the switch comes after the second group's gradless steps, before
+    p4's first grad). Without repeated groups the resumed run is timm's uninterrupted one, too. (torch's
+    ``load_state_dict`` makes a group listed twice two dicts: both sides then count them apart.)"""
+    grads = _grads()
+    with torch_default_dtype(torch.float64):
+        def make(kind, ts):
+            opt = _timm(name, ts) if kind == "timm" else ArrayOptimizer(_torch_groups(ts), opt=name, **KW)
+            if extend:
+                opt.param_groups.extend(opt.param_groups)
+            return opt
+
+        first_ts = _tensors()
+        first = make("timm" if direction == "theirs_into_ours" else "ours", first_ts)
+        _run(first, first_ts, grads[:10])
+        saved = first.state_dict()
+        uninterrupted = None if extend else first if direction == "theirs_into_ours" else None
+        if not extend and uninterrupted is None:
+            uninterrupted_ts = _tensors()
+            uninterrupted = make("timm", uninterrupted_ts)
+            _run(uninterrupted, uninterrupted_ts, grads[:10])
+        elif uninterrupted is not None:
+            uninterrupted_ts = first_ts
+        pairs = []
+        for kind in ("ours" if direction == "theirs_into_ours" else "timm", "timm"):
+            ts = [p.detach().clone().requires_grad_() for p in first_ts]
+            opt = make(kind, ts)
+            opt.load_state_dict(copy.deepcopy(saved))
+            pairs.append((opt, ts))
+        (second, second_ts), (ref, ref_ts) = pairs
+        assert_state_dicts_equal(second.state_dict(), ref.state_dict(), f"{name} {direction} after loading")
+        for t, gs in enumerate(grads[10:], start=11):
+            for opt, ts in pairs:
+                _run(opt, ts, [gs])
+            for i, (p, q) in enumerate(zip(second_ts, ref_ts)):
+                assert_close(p, q, RTOL, f"{name} {direction} step {t} param {i}")
+            assert_state_dicts_equal(second.state_dict(), ref.state_dict(), f"{name} {direction} step {t}")
+            if uninterrupted is not None:
+                _run(uninterrupted, uninterrupted_ts, [gs])
+                assert_state_dicts_equal(second.state_dict(), uninterrupted.state_dict(), f"{name} step {t}")

@@ -250,25 +250,31 @@ class ArrayOptimizer(torch.optim.Optimizer):
         """Whether the registered step takes sparse gradients (as a dense grad plus a ``grad_mask``)."""
         return self._info.takes("grad_mask")
 
-    def _passes(self) -> list[list[tuple[str, torch.Tensor, dict, int]]]:
-        """The listings of ``param_groups`` as the core steps them: ``(name, param, group, occurrence)`` with the
-        core's names (``p0``, ``p1``, ... over every listing, as :meth:`_core` builds its groups), ``occurrence``
-        the number of earlier listings of the same group dict. Pass ``v`` holds each param's ``v``-th listing: one
-        pass unless a param is listed twice (``param_groups.extend(param_groups)``), which timm then steps twice,
-        one listing after the other."""
+    def _passes(self) -> list[list[tuple[str, torch.Tensor, dict, dict[str, int]]]]:
+        """The listings of ``param_groups`` as the core steps them: ``(name, param, group, earlier)`` with the
+        core's names (``p0``, ``p1``, ... over every listing, as :meth:`_core` builds its groups) and ``earlier``
+        the number of earlier listings that advance the same counter (``'step'``, ``'lookahead_step'``) in this
+        step: the same group dict listed again, or another dict sharing the same counter tensor (torch's
+        ``load_state_dict`` keeps such sharing). Pass ``v`` holds each param's ``v``-th listing: one pass unless a
+        param is listed twice (``param_groups.extend(param_groups)``), which timm then steps twice, one listing
+        after the other."""
         passes: list[list] = []
         visits: dict[int, int] = {}
-        occurrences: dict[int, int] = {}
+        seen: dict[tuple, int] = {}
         i = 0
         for g in self.param_groups:
-            j = occurrences.get(id(g), 0)
-            occurrences[id(g)] = j + 1
+            earlier = {}
+            for key in ("step", "lookahead_step"):
+                c = g.get(key)
+                ident = (key, id(c) if isinstance(c, torch.Tensor) else id(g))
+                earlier[key] = seen.get(ident, 0)
+                seen[ident] = earlier[key] + 1
             for p in g["params"]:
                 v = visits.get(id(p), 0)
                 visits[id(p)] = v + 1
                 if v == len(passes):
                     passes.append([])
-                passes[v].append((f"p{i}", p, g, j))
+                passes[v].append((f"p{i}", p, g, earlier))
                 i += 1
         return passes
 
@@ -296,7 +302,7 @@ class ArrayOptimizer(torch.optim.Optimizer):
         parts: dict[tuple, dict[str, Any]] = {}
         counted = self._info.counter == "group"
         stepped = self._init_keys(base) & {STEPPED}
-        for name, p, g, j in members:
+        for name, p, g, earlier in members:
             grad = p.grad
             if closure is not None:  # closure-driven: every param takes part; grads come from the closure
                 grad = p.grad if p.grad is not None else torch.zeros_like(p)
@@ -328,7 +334,7 @@ class ArrayOptimizer(torch.optim.Optimizer):
             elif counted:  # its first step: the core's initial slots (for its group's record), then the count
                 slots = base._init_one(array_namespace(pb.array), name, pb.array)
             if counted:
-                slots["step"] = self._scalar(p, pb, self._count(g, "step") + j)
+                slots["step"] = self._scalar(p, pb, self._count(g, "step") + earlier["step"])
             part["params"][name] = pb.array
             part["grads"][name] = ga
             if slots:  # no slots: a param the optimizer has not seen yet (the core's init applies)
@@ -347,13 +353,17 @@ class ArrayOptimizer(torch.optim.Optimizer):
     def _sync_pass(self, core: Any, members: list, closure: Callable[[], Any] | None) -> None:
         """timm's Lookahead after the base step, for one pass: params with a grad, each with its listing's count."""
         parts: dict[tuple, dict[str, Any]] = {}
-        for name, p, g, j in members:
+        k = core.lookahead.k
+        for name, p, g, earlier in members:
+            count = self._count(g, "lookahead_step") + earlier["lookahead_step"]
             if p.grad is None and closure is None:
                 continue  # timm's update_slow skips it; the group's count advances in _step
+            if (count + 1) % k:
+                continue  # not a sync step of this listing (timm decides per group too): nothing to bind
             part = parts.setdefault(namespace_key(p), {"params": {}, "grads": {}, "state": {}, "b": {}})
             pb = bind(p)
             slots, sb = self._bind_slots(p, int(name[1:]), only=("lookahead_slow_buff",))
-            slots["lookahead_step"] = self._count(g, "lookahead_step") + j
+            slots["lookahead_step"] = count
             part["params"][name] = pb.array
             part["grads"][name] = pb.array  # only whether a grad is there matters to the sync
             part["state"][name] = slots

@@ -283,13 +283,16 @@ def core_only_slots(opt: Any) -> tuple[str, ...]:
     return out + ((_LOOKAHEAD_COUNTER,) if _lookahead(opt) else ()) + (STEPPED,)
 
 
-def _group_counter(v: Any, tensor: bool) -> Any:
+def _group_counter(v: Any, tensor: bool, copies: dict[int, torch.Tensor]) -> Any:
     """A loaded group counter as the anchor keeps it: a 0-d CPU tensor (its dtype kept; a number gets timm's
-    default-dtype one) or a Python int."""
+    default-dtype one) or a Python int. Groups that share one tensor share its copy (torch's ``load_state_dict``
+    deep-copies the groups, which keeps such sharing: timm then advances the shared counter once per group)."""
     if not tensor:
         return _as_number(v)
     if isinstance(v, torch.Tensor):
-        return v.detach().reshape(()).to("cpu", copy=True)
+        if id(v) not in copies:
+            copies[id(v)] = v.detach().reshape(()).to("cpu", copy=True)
+        return copies[id(v)]
     dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
     return torch.tensor(float(v), dtype=dtype)
 
@@ -419,6 +422,7 @@ def prepare_load(opt: Any, state_dict: Any) -> tuple[dict, dict]:
     if layout.from_state is not None:
         layout.from_state(state, groups, _params_in_order(opt.param_groups))
     skip = core_only_slots(opt)
+    copies: dict[int, torch.Tensor] = {}  # one copy per loaded counter tensor: groups sharing one keep sharing it
     for g in groups:
         for pid in g["params"]:  # per-param counters (a functional state_dict): the group's, where timm has them
             for c in skip:
@@ -426,7 +430,7 @@ def prepare_load(opt: Any, state_dict: Any) -> tuple[dict, dict]:
                 if v is not None and c != STEPPED and (c == _LOOKAHEAD_COUNTER or opt._info.counter == "group"):
                     g.setdefault(c, v)
         if opt._info.counter == "group" and "step" in g:
-            g["step"] = _group_counter(g["step"], layout.tensor_counters)
+            g["step"] = _group_counter(g["step"], layout.tensor_counters, copies)
         if _LOOKAHEAD_COUNTER in g:
             g[_LOOKAHEAD_COUNTER] = _as_number(g[_LOOKAHEAD_COUNTER])
     refs: dict[int, dict] = {}
