@@ -182,3 +182,30 @@ def update_moments(xp: Any, s: dict, g: Any, betas: tuple[float, float]) -> tupl
     v += (1 - beta2) * (g * g)
     s["exp_avg"], s["exp_avg_sq"] = m, v
     return m, v
+
+
+def amsgrad_max(xp: Any, s: dict, key: str, v: Any) -> Any:
+    """AMSGrad's running maximum on the claimed slot, ``s[key] <- max(s[key], v)``, returned (a state made without
+    amsgrad lacks the slot: it starts from zeros)."""
+    vmax = s.get(key)
+    if vmax is None:
+        vmax = xp.zeros_like(v)
+    vmax = assign(vmax, xp.maximum(vmax, v))
+    s[key] = vmax
+    return vmax
+
+
+def momentum_buffer(xp: Any, s: dict, g: Any, momentum: float, dampening: float) -> Any:
+    """torch.optim.SGD's ``momentum_buffer`` on the claimed slot, returned: a copy of ``g`` at its first step, then
+    ``momentum * buf + (1 - dampening) * g`` (``buf + g`` exactly when ``dampening`` is 0)."""
+    buf = s.get("momentum_buffer")
+    if buf is None:
+        buf = xp.asarray(g, copy=True)
+    else:
+        buf *= momentum
+        if dampening != 0:
+            buf += (1 - dampening) * g
+        else:
+            buf += g  # torch's add(g, alpha=1): exactly g
+    s["momentum_buffer"] = buf
+    return buf

@@ -5,7 +5,7 @@ import dataclasses
 
 from .._hyper import ADAM_CHECKS, Hyperparams
 from .._registry import OptimInfo, register
-from .._xp import assign, increment_step, like, new_step, zeros_like
+from .._xp import amsgrad_max, increment_step, lerp_, like, new_step, zeros_like
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -100,7 +100,7 @@ def adabelief_kernel(xp, p, g, s, hp, ctx):
     elif hp.weight_decay != 0:
         g = g + hp.weight_decay * p
     m, v = s["exp_avg"], s["exp_avg_var"]
-    m += (1 - beta1) * (g - m)
+    m = lerp_(xp, m, g, 1 - beta1)
     r = g - m
     v *= beta2
     v += (1 - beta2) * (r * r)
@@ -108,12 +108,7 @@ def adabelief_kernel(xp, p, g, s, hp, ctx):
     s["exp_avg"], s["exp_avg_var"] = m, v
     base = v
     if hp.amsgrad:
-        vmax = s.get("max_exp_avg_var")
-        if vmax is None:  # a state made without amsgrad
-            vmax = zeros_like(xp, p)
-        vmax = assign(vmax, xp.maximum(vmax, v))
-        s["max_exp_avg_var"] = vmax
-        base = vmax
+        base = amsgrad_max(xp, s, "max_exp_avg_var", v)
     bc1 = 1 - beta1 ** t
     if not hp.rectify:
         bc2_sqrt = like(xp, xp.sqrt(1 - beta2 ** t), p)

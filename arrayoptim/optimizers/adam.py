@@ -5,7 +5,7 @@ import dataclasses
 
 from .._hyper import ADAM_CHECKS, Hyperparams
 from .._registry import OptimInfo, register
-from .._xp import assign, increment_step, like, new_step, zeros_like
+from .._xp import amsgrad_max, increment_step, like, new_step, zeros_like
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -113,12 +113,7 @@ def adam_kernel(xp, p, g, s, hp, ctx):
     step_size = like(xp, hp.lr / (1 - beta1 ** t), p)
     bc2_sqrt = like(xp, xp.sqrt(1 - beta2 ** t), p)
     if hp.amsgrad:
-        vmax = s.get("max_exp_avg_sq")
-        if vmax is None:  # a state made without amsgrad
-            vmax = zeros_like(xp, p)
-        vmax = assign(vmax, xp.maximum(vmax, v))
-        s["max_exp_avg_sq"] = vmax
-        v = vmax
+        v = amsgrad_max(xp, s, "max_exp_avg_sq", v)
     d = xp.sqrt(v)
     d += hp.eps * bc2_sqrt
     d = m / d

@@ -5,7 +5,7 @@ import dataclasses
 
 from .._hyper import ADAM_CHECKS, Hyperparams
 from .._registry import OptimInfo, register
-from .._xp import assign, increment_step, like, new_step, zeros_like
+from .._xp import assign, increment_step, lerp_, like, new_step, zeros_like
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -66,7 +66,7 @@ def adamax_kernel(xp, p, g, s, hp, ctx):
     if hp.weight_decay != 0:
         g = g + hp.weight_decay * p
     m, u = s["exp_avg"], s["exp_inf"]
-    m += (1 - beta1) * (g - m)  # torch's lerp(m, g, 1 - beta1)
+    m = lerp_(xp, m, g, 1 - beta1)
     u *= beta2
     u = assign(u, xp.maximum(u, xp.abs(g) + hp.eps))
     s["exp_avg"], s["exp_inf"] = m, u

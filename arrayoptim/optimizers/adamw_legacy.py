@@ -5,8 +5,8 @@ import dataclasses
 
 from .._hyper import ADAM_CHECKS, MAX_LR_SNAPSHOT, Hyperparams, Range, hyperfield
 from .._registry import OptimInfo, register
-from .._xp import (assign, caution, decay_scale, increment_step, like, new_step, rms_clip_denom, update_moments,
-                  zeros_like)
+from .._xp import amsgrad_max, caution, decay_scale, increment_step, like, rms_clip_denom, update_moments
+from .adam import adam_init
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -76,13 +76,6 @@ class AdamWLegacyHyperparams(Hyperparams):
     checks = {**ADAM_CHECKS, "max_lr_snapshot": MAX_LR_SNAPSHOT, "clipping_threshold": Range(gt=0.0, note=" or None")}
 
 
-def adamw_legacy_init(xp, p, hp):
-    s = {"step": new_step(xp, p), "exp_avg": zeros_like(xp, p), "exp_avg_sq": zeros_like(xp, p)}
-    if hp.amsgrad:
-        s["max_exp_avg_sq"] = zeros_like(xp, p)
-    return s
-
-
 def adamw_legacy_kernel(xp, p, g, s, hp, ctx):
     """Per-array AdamWLegacy update; see :class:`AdamWLegacyHyperparams` for the math."""
     beta1, beta2 = hp.betas
@@ -93,12 +86,7 @@ def adamw_legacy_kernel(xp, p, g, s, hp, ctx):
     p *= 1.0 - scale * hp.weight_decay
     m, v = update_moments(xp, s, g, hp.betas)
     if hp.amsgrad:
-        vmax = s.get("max_exp_avg_sq")
-        if vmax is None:  # a state made without amsgrad
-            vmax = zeros_like(xp, p)
-        vmax = assign(vmax, xp.maximum(vmax, v))
-        s["max_exp_avg_sq"] = vmax
-        v = vmax
+        v = amsgrad_max(xp, s, "max_exp_avg_sq", v)
     denom = xp.sqrt(v) / like(xp, xp.sqrt(1 - beta2 ** t), p)
     denom += hp.eps
     if hp.clipping_threshold is not None:
@@ -111,7 +99,7 @@ def adamw_legacy_kernel(xp, p, g, s, hp, ctx):
 _CORRECTED = " with corrected weight decay (lr²/max_lr scaling)"
 register(
     OptimInfo("adamwlegacy", "legacy impl of AdamW that pre-dates inclusion to torch.optim", AdamWLegacyHyperparams,
-              kernel=adamw_legacy_kernel, init=adamw_legacy_init,
+              kernel=adamw_legacy_kernel, init=adam_init,
               param_slots=("exp_avg", "exp_avg_sq", "max_exp_avg_sq"), has_betas=True),
     variants={
         "adamc": ("AdamW" + _CORRECTED, {"corrected_weight_decay": True}),

@@ -7,7 +7,7 @@ import dataclasses
 
 from .._hyper import EPS, LR, NESTEROV, NONNEG, Hyperparams
 from .._registry import OptimInfo, register
-from .._xp import l2_norm
+from .._xp import l2_norm, momentum_buffer
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -77,13 +77,7 @@ def lars_kernel(xp, p, g, s, hp, ctx):
                 ratio = xp.where(ratio > 0, 1.0, 0.0 * ratio)
         g = (g + wd * p) * ratio
     if hp.momentum != 0:
-        buf = s.get("momentum_buffer")
-        if buf is None:
-            buf = xp.asarray(g, copy=True)
-        else:
-            buf *= hp.momentum
-            buf += (1 - hp.dampening) * g
-        s["momentum_buffer"] = buf
+        buf = momentum_buffer(xp, s, g, hp.momentum, hp.dampening)
         g = g + hp.momentum * buf if hp.nesterov else buf
     p -= hp.lr * g
     return p

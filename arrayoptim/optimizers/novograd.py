@@ -7,7 +7,7 @@ from array_api_compat import device
 
 from .._hyper import ADAM_CHECKS, MAX_LR_SNAPSHOT, Hyperparams, hyperfield
 from .._registry import OptimInfo, register
-from .._xp import assign, decay_scale, increment_step, new_step, zeros_like
+from .._xp import amsgrad_max, assign, decay_scale, increment_step, new_step, zeros_like
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -81,12 +81,7 @@ def novograd_kernel(xp, p, g, s, hp, ctx):
     v = assign(v, xp.where(v == 0, n, v * beta2 + (1 - beta2) * n))
     s["exp_avg_sq"] = v
     if hp.amsgrad:
-        vmax = s.get("max_exp_avg_sq")
-        if vmax is None:  # a state made without amsgrad
-            vmax = xp.zeros_like(v)
-        vmax = assign(vmax, xp.maximum(vmax, v))
-        s["max_exp_avg_sq"] = vmax
-        v = vmax
+        v = amsgrad_max(xp, s, "max_exp_avg_sq", v)
     u = g / (xp.sqrt(v) + hp.eps)
     if hp.weight_decay != 0:
         if hp.decoupled_decay:

@@ -5,7 +5,7 @@ import dataclasses
 
 from .._hyper import EPS, LR, NONNEG, Hyperparams
 from .._registry import OptimInfo, register
-from .._xp import increment_step, new_step, zeros_like
+from .._xp import increment_step, lerp_, new_step, zeros_like
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -86,7 +86,7 @@ def rmsprop_kernel(xp, p, g, s, hp, ctx):
         ga = s.get("grad_avg")
         if ga is None:  # a state made without centered
             ga = zeros_like(xp, p)
-        ga += (1 - alpha) * (g - ga)  # torch's lerp(grad_avg, g, 1 - alpha)
+        ga = lerp_(xp, ga, g, 1 - alpha)
         s["grad_avg"] = ga
         avg = xp.sqrt(v - ga * ga)
     else:

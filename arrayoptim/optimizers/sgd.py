@@ -7,7 +7,7 @@ import dataclasses
 
 from .._hyper import LR, MAX_LR_SNAPSHOT, NESTEROV, NONNEG, Hyperparams, hyperfield
 from .._registry import OptimInfo, register
-from .._xp import caution, decay_scale
+from .._xp import caution, decay_scale, momentum_buffer
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -103,16 +103,7 @@ def sgd_kernel(xp, p, g, s, hp, ctx):
     elif hp.weight_decay != 0:
         g = g + hp.weight_decay * p
     if hp.momentum != 0:
-        buf = s.get("momentum_buffer")
-        if buf is None:
-            buf = xp.asarray(g, copy=True)
-        else:
-            buf *= hp.momentum
-            if hp.dampening != 0:
-                buf += (1 - hp.dampening) * g
-            else:
-                buf += g  # torch's add(g, alpha=1): exactly g
-        s["momentum_buffer"] = buf
+        buf = momentum_buffer(xp, s, g, hp.momentum, hp.dampening)
         if hp.nesterov:
             d = buf * hp.momentum  # g + momentum * buf
             d += g
