@@ -14,7 +14,8 @@ from .._xp import assign, claim
 class LookaheadHyperparams(Hyperparams):
     r"""timm.optim.Lookahead: ``k`` fast steps of the base optimizer, then one step back toward slow weights.
 
-    Every ``k``-th step of a param (counted in its ``lookahead_step`` slot), after the base step:
+    After the base step, on every ``k``-th count of its group (each param's ``lookahead_step`` slot), for each param
+    with a gradient:
 
     .. math::
 
@@ -35,7 +36,9 @@ class LookaheadHyperparams(Hyperparams):
       (``param_groups[i]['lookahead_step']``).
     * JAX params get a traceable state (an int32 ``lookahead_step`` and ``lookahead_slow_buff`` from ``init``) and
       the sync is an ``xp.where``, so a Lookahead step runs under ``jax.jit`` and keeps one state structure; other
-      backends keep timm's layout (an ``int`` counter, the slow buffer created at the first sync).
+      backends keep timm's layout (an ``int`` counter, the slow buffer created at the first sync). One difference
+      remains there: a JAX param without a gradient at the ``k``-th count takes its first slow weights at a later
+      sync from ``init``'s copy of the initial weights (timm, and the other backends: from the fast weights then).
 
     References
     ----------
