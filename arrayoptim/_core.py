@@ -71,8 +71,6 @@ def _make_record(info: OptimInfo, base: Mapping[str, Any], overrides: Mapping[st
             f"{where}: unknown hyperparameter{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(repr(k) for k in unknown)} (accepted: {', '.join(sorted(fields))})")
     values = {**base, **{k: v for k, v in overrides.items() if k in fields}}
-    if "max_lr_snapshot" in fields and values.get("max_lr_snapshot") is None and "lr" in values:
-        values["max_lr_snapshot"] = values["lr"]  # timm: corrected decay uses the constructor lr
     return info.hyperparams(**values)
 
 
@@ -123,8 +121,6 @@ class Optimizer:
             if isinstance(lr_scale, bool) or not isinstance(lr_scale, (int, float)) or not lr_scale >= 0:
                 raise ValueError(f"groups[{i}]['lr_scale'] must be a number >= 0, got {lr_scale!r}")
             base = hyperparams.as_dict()
-            if "lr" in over and "max_lr_snapshot" in base and "max_lr_snapshot" not in over:
-                over["max_lr_snapshot"] = base["max_lr_snapshot"]  # timm: groups keep the constructor's snapshot
             built.append(ParamGroup(tuple(names), _make_record(info, base, over, where=f"groups[{i}]"),
                                     float(lr_scale)))
         self.groups = tuple(built)

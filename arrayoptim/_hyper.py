@@ -153,11 +153,19 @@ class Hyperparams:
     #: field name -> :data:`Check`, applied in this order (the anchor's) after coercion, before :meth:`validate`;
     #: a field holding None (an optional one left unset) is not checked
     checks: ClassVar[Mapping[str, Check]] = MappingProxyType({})
+    #: field -> the field whose value it takes when left None, at construction (timm's corrected weight decay
+    #: snapshots the constructor ``lr`` as ``max_lr_snapshot``; per-step overrides of ``lr`` keep the snapshot)
+    defaults_from: ClassVar[Mapping[str, str]] = MappingProxyType({"max_lr_snapshot": "lr"})
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
+        fields = dataclasses.fields(self)
+        for f in fields:
             kind = f.metadata.get("kind") or _infer_kind(f.default)
             object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), kind))
+        names = {f.name for f in fields}
+        for name, source in self.defaults_from.items():
+            if name in names and source in names and getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(self, source))
         for name, check in self.checks.items():
             value = getattr(self, name)
             if value is not None:
