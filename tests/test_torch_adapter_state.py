@@ -216,8 +216,7 @@ def _closure(opt, ps, targets):
 def test_lbfgs_state_dict_resumes_exactly(kwargs, direction):
     """torch keeps the history as lists (``al`` with ``None`` for entries not filled yet); the core as fixed-shape
     arrays: both load into either, and the run continues exactly."""
-    if "LBFGS" not in TORCH_ANCHORED:
-        pytest.skip("lbfgs is not registered")
+    assert "LBFGS" in TORCH_ANCHORED, "lbfgs no longer maps to torch.optim.LBFGS"
     name = TORCH_ANCHORED["LBFGS"]
     with torch_default_dtype(torch.float64):
         ts = [t for t in make_tensors() if t.is_contiguous()]  # torch's LBFGS .view(-1)s the grads
@@ -236,8 +235,7 @@ def test_lbfgs_state_dict_resumes_exactly(kwargs, direction):
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
 def test_sparseadam_state_dict_resumes_exactly(direction):
-    if "SparseAdam" not in TORCH_ANCHORED:
-        pytest.skip("sparseadam is not registered")
+    assert "SparseAdam" in TORCH_ANCHORED, "sparseadam no longer maps to torch.optim.SparseAdam"
     name = TORCH_ANCHORED["SparseAdam"]
     torch.manual_seed(0)
     weights = [torch.randn(10, 3, dtype=torch.float64, requires_grad=True)]
@@ -536,12 +534,11 @@ def test_layout_mirrors_the_anchor(name):
     anchor lacks) and state entries for the stepped params only, as the anchor (torch.optim class or timm's
     factory, as ``arrayoptim verify`` builds it); ``opt.state`` has an entry for the param without a grad only
     where the anchor creates state at construction (torch's Adagrad, timm's Adahessian)."""
-    from arrayoptim.verify import Skip, oracle_for
+    from arrayoptim.testing import Skip, oracle_for
 
     info = ao.get_optimizer_info(name.removeprefix("lookahead_"))
     spec = oracle_for(name, lr=0.01)
-    if isinstance(spec, Skip):
-        pytest.skip(spec.reason)
+    assert not isinstance(spec, Skip), spec.reason  # every registered name has an oracle: a broken mapping fails
     with torch_default_dtype(torch.float64), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ours, theirs = ([torch.randn(s, generator=torch.Generator().manual_seed(i), dtype=torch.float64)
