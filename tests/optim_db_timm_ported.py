@@ -1,5 +1,5 @@
 """Configurations and expected construction errors for MADGRAD, MARS, NAdamW, NAdamLegacy, RAdamLegacy,
-RMSpropTF and NvNovoGrad (timm's adaptive family, part b)."""
+RMSpropTF and NvNovoGrad (timm's ports of other reference implementations)."""
 from __future__ import annotations
 
 from optim_db import DBEntry, ErrorInput, OptimizerInput

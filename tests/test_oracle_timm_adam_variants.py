@@ -1,4 +1,5 @@
-"""Parity with timm for AdaBelief, AdamWLegacy, Adan, ADOPT, LaProp and Lion (every registered name).
+"""Parity with timm for the Adam variants AdaBelief, AdamWLegacy, Adan, ADOPT and LaProp, and Lion (every registered
+name).
 
 Each name is built by ``timm.optim.create_optimizer_v2(groups, opt=name, lr=..., weight_decay=..., **flags)``
 exactly as a timm user would, beside ``ao.create_optimizer(name, **same keywords)``, in float64 for 12 steps;

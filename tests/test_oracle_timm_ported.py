@@ -1,4 +1,5 @@
-"""Parity with timm for MADGRAD, MARS, NAdamW, NAdamLegacy, RAdamLegacy, RMSpropTF and NvNovoGrad.
+"""Parity with timm for MADGRAD, MARS, NAdamW, NAdamLegacy, RAdamLegacy, RMSpropTF and NvNovoGrad (timm's ports of
+other reference implementations).
 
 Each name is built by ``timm.optim.create_optimizer_v2(groups, opt=name, lr=..., weight_decay=..., **flags)``
 exactly as a timm user would, beside ``ao.create_optimizer(name, lr=..., weight_decay=..., **flags)``; params and
