@@ -181,23 +181,19 @@ class ClosureDriver(Driver):
 
 def lbfgs_state_as_arrays(theirs: Mapping[str, Any], history_size: int) -> dict[str, Any]:
     """torch LBFGS's ``state[first param]`` (history lists, ``None`` in ``al``, Python numbers) in arrayoptim's
-    fixed-shape form: ``(history_size, n)`` / ``(history_size,)`` arrays with zero rows past the history."""
+    fixed-shape form: ``(history_size, n)`` / ``(history_size,)`` arrays with zero rows past the history (the
+    torch adapter's own conversion, :func:`arrayoptim.torch._state.lbfgs_fixed_shape`, then NumPy)."""
     if not theirs:
         return dict(theirs)
-    h, out = history_size, {}
-    n = int(theirs["d"].numel()) if "d" in theirs else 0
-    for k, v in theirs.items():
-        if k in ("old_dirs", "old_stps"):
-            out[k] = np.stack([to_numpy(x) for x in v] + [np.zeros(n, dtype=to_numpy(theirs["d"]).dtype)] * (h - len(v)))
-        elif k == "ro":
-            out[k] = np.array([float(x) for x in v] + [0.0] * (h - len(v)))
-        elif k == "al":
-            out[k] = np.array([0.0 if x is None else float(x) for x in v])
-        elif k in ("t", "H_diag", "prev_loss"):
-            out[k] = np.array(float(v))
-        else:
-            out[k] = v
-    return out
+    import torch
+
+    from ..torch._state import lbfgs_fixed_shape
+
+    like = theirs.get("d")
+    like = like if isinstance(like, torch.Tensor) else torch.zeros(0)
+    st = lbfgs_fixed_shape({k: list(v) if isinstance(v, (list, tuple)) else v for k, v in theirs.items()},
+                           int(like.numel()), history_size, like)
+    return {k: to_numpy(v) for k, v in st.items()}
 
 
 #: LBFGS against torch in float32: scalars in double here, float32 tensors in torch (see ClosureDriver)
@@ -303,6 +299,7 @@ class HutchinsonDriver(Driver):
         import torch
 
         from ..optimizers.adahessian import hessian_due
+        from ..torch._inputs import hutchinson_autograd
 
         raw, name_of = self.raw, self._name_of()
         live = [n for n in self.t_params if grads[n] is not None]
@@ -311,15 +308,10 @@ class HutchinsonDriver(Driver):
         if not due:
             return {}
         gen = torch.Generator().set_state(raw.generator.get_state())
-        n_samples = int(self.opt.hyperparams.n_samples)
-        est: dict[str, Any] = {}
-        ps = [self.t_params[n] for n in due]
-        for _ in range(n_samples):
-            zs = [torch.randint(0, 2, tuple(p.shape), generator=gen) * 2.0 - 1.0 for p in ps]
-            hzs = torch.autograd.grad([p.grad for p in ps], ps, grad_outputs=zs, retain_graph=True)
-            for n, z, hz in zip(due, zs, hzs):
-                term = to_numpy(hz * z / n_samples)
-                est[n] = term if n not in est else est[n] + term
+        ps = [self.t_params[n] for n in due]  # the graph stays for the oracle's own products
+        hs = hutchinson_autograd(ps, [p.grad for p in ps], gen, [int(self.opt.hyperparams.n_samples)] * len(ps),
+                                 keep_graph=True)
+        est = {n: to_numpy(h) for n, h in zip(due, hs)}
         return {"hessian": est}
 
     def slot_map(self, name, theirs):
@@ -385,32 +377,16 @@ class ReplayedDrawsDriver(Driver):
 
         import torch
 
-        from ..optimizers.kron import kron_draws
+        from ..torch._inputs import timm_kron_draws
 
         raw, name_of = self.raw, self._name_of()
         order = [name_of[id(p)] for g in raw.param_groups for p in g["params"] if id(p) in name_of]
         rng = random.Random()
         rng.setstate(raw.rng.getstate())
-        precond = getattr(self.opt.hyperparams, "precond_dtype", None)
-
-        def dtype_of(p):
-            return getattr(torch, precond) if precond else _torch_dtype_of(p)
-
-        if raw.deterministic:
-            def normal(shape, p):
-                gen = torch.Generator().manual_seed(rng.randint(0, 2 ** 31))
-                return torch.randn(tuple(shape), generator=gen, dtype=dtype_of(p)).numpy()
-
-            return {"draws": kron_draws(self.opt, params, grads, state, uniform=rng.random, normal=normal,
-                                        order=order)}
-        saved = torch.get_rng_state()
-
-        def normal(shape, p):
-            return torch.randn(tuple(shape), dtype=dtype_of(p)).numpy()
-
+        saved = torch.get_rng_state()  # the oracle draws V from the same global stream afterwards
         try:
-            return {"draws": kron_draws(self.opt, params, grads, state, uniform=rng.random, normal=normal,
-                                        order=order)}
+            return {"draws": timm_kron_draws(self.opt, params, grads, state, rng, order=order,
+                                             dtype_of=lambda n: _torch_dtype_of(params[n]))}
         finally:
             torch.set_rng_state(saved)
 

@@ -57,7 +57,7 @@ import torch
 
 from ._bridge import bind
 
-__all__ = ["step_inputs", "persistent_attrs", "kron_state_dict", "pop_kron_rng_state", "ADAHESSIAN_SEED",
+__all__ = ["step_inputs", "hutchinson_autograd", "timm_kron_draws", "persistent_attrs", "kron_state_dict", "pop_kron_rng_state", "ADAHESSIAN_SEED",
            "KRON_SEED"]
 
 #: timm's Adahessian generator seed
@@ -125,18 +125,29 @@ def _hessian(opt: Any, core: Any, part: dict[str, Any]) -> dict[str, Any]:
             "optimizer.step(); the gradients of this step have no graph")
     gen = _generator(opt, tensors[0].device)
     counts = [core.hyperparams_for(n).n_samples for n in due]  # optimizer-wide in timm; per group here
+    est = hutchinson_autograd(tensors, grads, gen, counts)
+    return {n: bind(h.detach()).array for n, h in zip(due, est)}
+
+
+def hutchinson_autograd(tensors: list, grads: list, gen: torch.Generator, counts: list[int], *,
+                        keep_graph: bool = False) -> list:
+    """timm's Hutchinson rounds on ``tensors`` through their ``grads``' autograd graph: ``max(counts)`` rounds of
+    Rademacher vectors ``z`` (one per tensor, in order, from ``gen``, in the tensor's dtype) and Hessian-vector
+    products ``H z``; tensor ``j`` averages ``z * H z`` over its first ``counts[j]`` rounds. A grad without a graph
+    contributes a zero product. The graph is freed after the last round unless ``keep_graph``."""
+    with_graph = [i for i, g in enumerate(grads) if g.requires_grad]
     n_samples = max(counts)
-    est: list[torch.Tensor | None] = [None] * len(due)
+    est: list = [None] * len(tensors)
     for i in range(n_samples):
         zs = [(torch.randint(0, 2, t.size(), generator=gen, device=t.device) * 2.0 - 1.0).to(t.dtype)
               for t in tensors]
         hzs = torch.autograd.grad([grads[j] for j in with_graph], tensors, grad_outputs=[zs[j] for j in with_graph],
-                                  retain_graph=i < n_samples - 1, allow_unused=True)
+                                  retain_graph=keep_graph or i < n_samples - 1, allow_unused=True)
         for j, (hz, z) in enumerate(zip(hzs, zs)):
             if i < counts[j]:  # a param of a group with fewer samples uses the first of the shared draws
                 term = torch.zeros_like(z) if hz is None else hz * z / counts[j]
                 est[j] = term if est[j] is None else est[j] + term
-    return {n: bind(h.detach()).array for n, h in zip(due, est)}
+    return est
 
 
 def _generator(opt: Any, device: torch.device) -> torch.Generator:
@@ -153,22 +164,32 @@ def _generator(opt: Any, device: torch.device) -> torch.Generator:
 
 def _draws(opt: Any, core: Any, part: dict[str, Any]) -> dict[str, Any]:
     """timm's Kron random streams for ``part``, drawn into ``draws=`` (see the module docstring)."""
-    from arrayoptim.optimizers.kron import kron_draws
-
     rng = opt.__dict__.get("rng")
     if rng is None:
         rng = opt.rng = random.Random(KRON_SEED)
-    name_of = {id(pb.array): n for n, (t, pb, sb) in part["b"].items()}
+    tensors = {n: t for n, (t, pb, sb) in part["b"].items()}
+    return timm_kron_draws(core, part["params"], part["grads"], part["state"], rng,
+                           dtype_of=lambda n: tensors[n].grad.dtype, device_of=lambda n: tensors[n].device)
+
+
+def timm_kron_draws(core: Any, params: dict, grads: dict, state: dict, rng: random.Random, *,
+                    dtype_of: Any, device_of: Any = lambda n: None, order: Any = None) -> dict[str, Any]:
+    """Kron's ``draws=`` from timm's two sources, in timm's order (:func:`~arrayoptim.optimizers.kron.kron_draws`):
+    uniforms from ``rng`` (timm's ``random.Random``) and ``V`` from ``torch.randn`` in the precond dtype (else
+    ``dtype_of(name)``, timm's grad dtype) on ``device_of(name)``: torch's global RNG, or with ``deterministic``
+    a ``torch.Generator`` seeded ``rng.randint(0, 2**31)``."""
+    from arrayoptim.optimizers.kron import kron_draws
+
+    name_of = {id(a): n for n, a in params.items()}
 
     def normal(shape: tuple[int, ...], p: Any) -> Any:
         n = name_of[id(p)]
-        t = part["b"][n][0]
-        hp = core.hyperparams_for(n)
-        dtype = _TORCH_DTYPES[hp.precond_dtype] if hp.precond_dtype else t.grad.dtype  # timm's V dtype
+        hp, device = core.hyperparams_for(n), device_of(n)
+        dtype = _TORCH_DTYPES[hp.precond_dtype] if hp.precond_dtype else dtype_of(n)
         gen = None
         if hp.deterministic:
-            gen = torch.Generator(device=t.device)
+            gen = torch.Generator(device=device or "cpu")
             gen.manual_seed(rng.randint(0, 2 ** 31))
-        return bind(torch.randn(shape, generator=gen, dtype=dtype, device=t.device)).array
+        return bind(torch.randn(shape, generator=gen, dtype=dtype, device=device)).array
 
-    return kron_draws(core, part["params"], part["grads"], part["state"], uniform=rng.random, normal=normal)
+    return kron_draws(core, params, grads, state, uniform=rng.random, normal=normal, order=order)

@@ -159,19 +159,23 @@ def _lbfgs_to(state: dict, groups: list, params: list) -> None:
 
 
 def _lbfgs_from(state: dict, groups: list, params: list) -> None:
-    from arrayoptim.optimizers.lbfgs import SLOTS
-
     first = groups[0]["params"][0] if groups and groups[0]["params"] else None
     st = state.get(first)
-    if not st:
-        return
+    if st:
+        lbfgs_fixed_shape(st, sum(p.numel() for p in params), int(groups[0]["history_size"]), params[0])
+
+
+def lbfgs_fixed_shape(st: dict, n: int, h: int, like: torch.Tensor) -> dict:
+    """torch LBFGS's ``state[first param]`` (history lists of the current length, ``None`` in ``al``, Python
+    numbers) in arrayoptim's fixed-shape form, in place: ``(h, n)`` / ``(h,)`` tensors with zero rows past the
+    history, 0-d tensors for the scalars (``like``'s dtype and device). Validated against ``n`` param elements and
+    ``history_size=h`` first; returns ``st``."""
+    from arrayoptim.optimizers.lbfgs import SLOTS
+
     unknown = sorted(k for k in st if k not in SLOTS)
     if unknown:
         raise ValueError(f"loaded state dict has slots L-BFGS does not use: {unknown} (a state_dict of another "
                          "optimizer?)")
-    n = sum(p.numel() for p in params)
-    h = int(groups[0]["history_size"])
-    like = params[0]
 
     def check(name, v, shape):
         if not isinstance(v, torch.Tensor) or tuple(v.shape) != shape:
@@ -211,6 +215,7 @@ def _lbfgs_from(state: dict, groups: list, params: list) -> None:
                         ("H_diag", ()), ("prev_loss", ())):
         if st.get(name) is not None:
             check(name, st[name], shape)
+    return st
 
 
 _INT_STEP = {"step": int}
