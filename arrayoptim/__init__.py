@@ -5,7 +5,7 @@
 
 The core needs only numpy and array-api-compat; ``import arrayoptim`` never imports torch or cupy.
 """
-from . import kernels, optimizers, schedules
+from . import checks, kernels, optimizers, schedules
 from ._core import Optimizer, ParamGroup, create_optimizer
 from ._guard import skip_nonfinite
 from ._flat import FlatOptimizer, Packed, flat
@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Hyperparams", "Lookahead", "OptimInfo", "Optimizer", "ParamGroup", "create_optimizer", "get_optimizer_info",
-    "list_optimizers", "optimizers", "schedules", "kernels", "register", "hyperfield", "StepInput", "StepView",
+    "list_optimizers", "optimizers", "schedules", "kernels", "checks", "register", "hyperfield", "StepInput", "StepView",
     "LOCALITIES", "COUNTERS", "HALF_COMPUTE", "skip_nonfinite", "save_checkpoint", "load_checkpoint",
     "to_state_dict", "from_state_dict", "flat", "FlatOptimizer", "Packed",
 ]

@@ -11,7 +11,8 @@ the argument's name.
 Examples
 --------
 >>> import dataclasses
->>> from arrayoptim._hyper import ADAM_CHECKS, Hyperparams, Range
+>>> from arrayoptim import Hyperparams
+>>> from arrayoptim.checks import ADAM_CHECKS, Range
 >>> @dataclasses.dataclass(frozen=True, kw_only=True)
 ... class Toy(Hyperparams):
 ...     lr: float = 1e-3

@@ -19,11 +19,15 @@ or :func:`assign`, and nothing reads an array's value on the host.
 ``caution``               timm's cautious-update mask (arXiv 2411.16085)
 ``decay_scale``           the lr factor of decoupled weight decay, with timm's corrected decay (``lr**2/max_lr``)
 ``rms_clip_denom``        StableAdamW's per-tensor update clipping (arXiv 2304.13013)
+``update_moments``        Adam's moments: ``exp_avg`` by torch's lerp, ``exp_avg_sq`` as an EMA of ``g * g``
+``amsgrad_max``           AMSGrad's running max into its slot
+``momentum_buffer``       torch SGD's momentum buffer (created as ``g`` at the first step, then ``mu b + (1 - d) g``)
 ``is_half``               whether a dtype is float16 or bfloat16
 ========================  =======================================================================================
 """
-from ._xp import (assign, caution, claim, decay_scale, increment_step, is_half, l2_norm, lerp, lerp_, like, new_step,
-                  rms_clip_denom, step_dtype, zeros_like)
+from ._xp import (amsgrad_max, assign, caution, claim, decay_scale, increment_step, is_half, l2_norm, lerp, lerp_, like,
+                  momentum_buffer, new_step, rms_clip_denom, step_dtype, update_moments, zeros_like)
 
-__all__ = ["assign", "caution", "claim", "decay_scale", "increment_step", "is_half", "l2_norm", "lerp", "lerp_",
-           "like", "new_step", "rms_clip_denom", "step_dtype", "zeros_like"]
+__all__ = ["amsgrad_max", "assign", "caution", "claim", "decay_scale", "increment_step", "is_half", "l2_norm", "lerp",
+           "lerp_", "like", "momentum_buffer", "new_step", "rms_clip_denom", "step_dtype", "update_moments",
+           "zeros_like"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 import arrayoptim as ao
-from arrayoptim.kernels import assign
+from arrayoptim.checks import LR, NONNEG
 
 
 
@@ -27,12 +27,7 @@ class ToySGDHyperparams(ao.Hyperparams):
     lr: float = 1e-3
     momentum: float = 0.0
     weight_decay: float = 0.0
-
-    def validate(self) -> None:
-        for name in ("lr", "momentum", "weight_decay"):
-            value = getattr(self, name)
-            if not value >= 0.0:
-                raise ValueError(f"Invalid {name} value: {value} ({name}={value!r} must be >= 0)")
+    checks = {"lr": LR, "momentum": NONNEG, "weight_decay": NONNEG}  # torch's order and messages
 
 
 def toy_sgd_init(xp, p, hp):
@@ -68,7 +63,8 @@ def _entries() -> dict:
     return {"toysgd": DBEntry(
         inputs=(OptimizerInput({"lr": 0.05}, "plain"),
                 OptimizerInput({"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01}, "momentum, decay")),
-        errors=(ErrorInput({"lr": -1.0}, ValueError, r"Invalid lr value: -1.0 \(lr=-1.0 must be >= 0\)"),
+        errors=(ErrorInput({"lr": -1.0}, ValueError, r"Invalid learning rate: -1.0 \(lr=-1.0 must be >= 0\)"),
+                ErrorInput({"momentum": -0.5}, ValueError, r"Invalid momentum value: -0.5 \(momentum=-0.5"),
                 ErrorInput({"nesterov": True}, TypeError, "unknown hyperparameter 'nesterov'")),
     )}
 
