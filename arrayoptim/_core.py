@@ -19,7 +19,8 @@ from array_api_compat import device as _device
 from . import _accel
 from ._hyper import IMPLEMENTATION_SELECTORS, Hyperparams
 from ._registry import LOOKAHEAD_PREFIX, OptimInfo, StepView, get_optimizer_info
-from ._xp import _kind, _writeable, assign, claim, is_half
+from ._half import run_kernel
+from ._xp import _kind, _writeable, claim, is_half
 
 __all__ = ["Optimizer", "create_optimizer"]
 
@@ -222,13 +223,7 @@ class Optimizer:
             p, g, hp = params[name], grads[name], records[name]
             s = {k: claim(xp, v, copy) for k, v in slots[name].items()} if name in state else slots[name]
             pctx = {**ctx, **per[name]} if per[name] else ctx
-            if half32 and is_half(xp, p.dtype):  # the anchor's float32 compute, rounded once
-                new = kernel(xp, xp.astype(p, xp.float32), xp.astype(g, xp.float32), s, hp, pctx)
-                new_params[name] = assign(claim(xp, p, copy), xp.astype(new, p.dtype))
-            else:
-                if g.dtype != p.dtype:
-                    g = xp.astype(g, p.dtype)
-                new_params[name] = kernel(xp, claim(xp, p, copy), g, s, hp, pctx)
+            new_params[name] = run_kernel(kernel, xp, p, g, s, hp, pctx, copy=copy, half_compute=info.half_compute)
             new_state[name] = s
         return new_params, new_state
 

@@ -32,6 +32,7 @@ from array_api_compat import device as _device
 
 from . import _accel
 from ._core import Optimizer
+from ._half import run_kernel
 from ._xp import claim
 
 __all__ = ["flat", "FlatOptimizer", "Packed", "Segment"]
@@ -192,7 +193,8 @@ class FlatOptimizer:
             hp = hps.get(seg.names[0], hps[None])
             kernel = _accel.select(self.opt.info.kernel, xp)
             slots = {k: claim(xp, v, copy) for k, v in s.items()}
-            new_bufs.append(kernel(xp, claim(xp, p, copy), g, slots, hp, {}))
+            new_bufs.append(run_kernel(kernel, xp, p, g, slots, hp, {}, copy=copy,
+                                       half_compute=self.opt.info.half_compute))
             new_state.append(slots)
         return Packed(params.segments, tuple(new_bufs)), new_state
 
