@@ -20,7 +20,8 @@ from . import _accel
 from ._hyper import IMPLEMENTATION_SELECTORS, Hyperparams
 from ._registry import LOOKAHEAD_PREFIX, OptimInfo, StepView, get_optimizer_info
 from ._half import run_kernel
-from ._xp import _kind, _writeable, claim, is_half
+from ._layout import Layout, structure_key
+from ._xp import _kind, _unwriteable, check_aliasing, claim, is_half, slot_arrays
 
 __all__ = ["Optimizer", "create_optimizer"]
 
@@ -127,6 +128,7 @@ class Optimizer:
         self.groups = tuple(built)
         self._group_of = {n: grp.hyperparams for grp in self.groups for n in grp.names}
         self._lr_scale = {id(grp.hyperparams): grp.lr_scale for grp in self.groups}
+        self._layouts: dict[tuple, Layout] = {}  # (record structure, shape, dtype, array type) -> the slots
 
     @property
     def name(self) -> str:
@@ -154,12 +156,12 @@ class Optimizer:
         xp = _namespace(params.values(), what="params")
         return {n: self._init_one(xp, n, p) for n, p in params.items()}
 
-    def _init_one(self, xp: Any, name: str, p: Any) -> dict[str, Any]:
+    def _init_one(self, xp: Any, name: str, p: Any, record: Hyperparams | None = None) -> dict[str, Any]:
         if not self.info.init:
             return {}
         if self.info.half_compute == "float32" and is_half(xp, p.dtype):
             p = xp.astype(p, xp.float32)  # float32 state for half-precision params (the anchor's own)
-        return dict(self.info.init(xp, p, self.hyperparams_for(name)))
+        return dict(self.info.init(xp, p, record if record is not None else self.hyperparams_for(name)))
 
     # ------------------------------------------------------------------------------------------------- step
     def step(self, params: Mapping[str, Any], grads: Mapping[str, Any | None], state: Mapping[str, Mapping],
@@ -186,6 +188,51 @@ class Optimizer:
             ``grad_mask``, Adahessian's ``hessian``, Kron's ``draws`` or ``seed``), validated before anything is
             written. Any other keyword raises ``TypeError``.
         """
+        plan = self._plan(params, grads, state, copy, hyperparams, inputs)
+        info, xp, view = self.info, plan.view.xp, plan.view
+        with _no_autograd(xp):
+            if info.step_fn is not None:  # a whole-step algorithm (LBFGS)
+                return info.step_fn(self, view, copy=copy, **inputs)
+            new_params = dict(params)
+            new_state = {n: dict(s) for n, s in state.items()}
+            for name in plan.idle:  # timm advances a group's counter on every step, grads or not
+                new_state[name]["step"] = _advance(state[name]["step"], copy)
+            if not view.active:
+                return new_params, new_state
+            ctx = info.prepare(xp, params, grads, state, plan.hps) if info.prepare else {}
+            kernel = _accel.select(info.kernel, xp)  # the one accelerator seam: info.kernel unless one is enabled
+            for name in view.active:
+                p, g, hp, extra = params[name], grads[name], view.records[name], plan.per[name]
+                s = {k: claim(xp, v, copy) for k, v in view.slots[name].items()} if name in state \
+                    else dict(view.slots[name])
+                new_params[name] = run_kernel(kernel, xp, p, g, s, hp, {**ctx, **extra} if extra else ctx, copy=copy,
+                                              half_compute=info.half_compute)
+                new_state[name] = s
+            return new_params, new_state
+
+    def validate(self, params: Mapping[str, Any], grads: Mapping[str, Any | None], state: Mapping[str, Mapping],
+                 *, copy: bool | None = True, hyperparams: Mapping[str, Any] | None = None, **inputs: Any) -> None:
+        """Every check :meth:`step` makes with these arguments, writing nothing: raises ``ValueError`` or
+        ``TypeError`` where ``step`` would, returns None where ``step`` would run."""
+        self._plan(params, grads, state, copy, hyperparams, inputs)
+
+    def validate_state(self, params: Mapping[str, Any], state: Mapping[str, Mapping]) -> None:
+        """Check that ``state`` (as :meth:`init` and :meth:`step` make it) is this optimizer's for ``params``: every
+        param's slots present, none foreign, each an array of the expected shape, dtype, library and device, a
+        list of such arrays, or a Python number of the expected type. Raises ``ValueError``/``TypeError`` naming
+        the param and the slot."""
+        _check_params(params)
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a mapping from names to slot dicts, got {type(state).__name__}")
+        stray = [n for n in state if n not in params]
+        if stray:
+            raise ValueError(f"state has entries for names that are not params: {stray} (state of other params?)")
+        recs = self._records(None)
+        self._check_layouts(params, state, {n: recs.get(n, recs[None]) for n in state})
+
+    def _plan(self, params, grads, state, copy, hyperparams, inputs) -> "_Plan":
+        """Validate the whole step (arguments, every slot of every param, step inputs) before anything is
+        written; what the writing half needs."""
         if copy not in (True, False, None):
             raise ValueError(f"copy must be True, False or None, got {copy!r}")
         info = self.info
@@ -194,38 +241,48 @@ class Optimizer:
             takes = f" (it takes {', '.join(info.step_keywords)})" if info.step_keywords else ""
             raise TypeError(f"{info.name}.step() got unexpected keyword arguments: {unknown}{takes}")
         hps = self._records(hyperparams)
-        half32 = info.half_compute == "float32"
-        xp, active = validate_step(params, grads, state, copy=copy, param_slots=info.param_slots,
-                                   upcast_half=half32)
+        xp, active = validate_step(params, grads, state, copy=copy)
         idle = idle_group_counters(params, active, state, copy=copy) if info.counter == "group" else ()
-        records = {n: hps.get(n, hps[None]) for n in active}
-        slots = {n: dict(state[n]) if n in state else self._init_one(xp, n, params[n]) for n in active}
+        records = {n: hps.get(n, hps[None]) for n in params}
+        slots: dict[str, dict[str, Any]] = {}
+        if info.locality != "step":  # a whole-step algorithm (LBFGS) checks its own state
+            self._check_layouts(params, state, records)
+        for n in active:
+            if n not in slots:
+                slots[n] = dict(state[n]) if n in state else self._init_one(xp, n, params[n])
+        if copy is not True:
+            _check_aliasing(params, grads, state, active, copy)
         if info.check_state is not None:
             for n in active:
                 info.check_state(xp, n, params[n], slots[n], records[n])
-        view = StepView(xp, params, grads, state, slots, tuple(active), records)
+        view = StepView(xp, params, grads, state, slots, tuple(active), {n: records[n] for n in active})
         per: dict[str, dict[str, Any]] = {n: {} for n in active}
         for inp in info.step_inputs:  # each input validated against the validated view; nothing written yet
             if inp.prepare is not None:
                 for n, entries in inp.prepare(view, **{k: inputs.get(k) for k in inp.keywords}).items():
                     per[n].update(entries)
-        if info.step_fn is not None:  # a whole-step algorithm (LBFGS)
-            return info.step_fn(self, view, copy=copy, **inputs)
-        new_params = dict(params)
-        new_state = {n: dict(s) for n, s in state.items()}
-        for name in idle:  # timm advances a group's counter on every step, grads or not
-            new_state[name]["step"] = _advance(state[name]["step"], copy)
-        if not active:
-            return new_params, new_state
-        ctx = info.prepare(xp, params, grads, state, hps) if info.prepare else {}
-        kernel = _accel.select(info.kernel, xp)  # the one accelerator seam: info.kernel unless one is enabled
-        for name in active:
-            p, g, hp = params[name], grads[name], records[name]
-            s = {k: claim(xp, v, copy) for k, v in slots[name].items()} if name in state else slots[name]
-            pctx = {**ctx, **per[name]} if per[name] else ctx
-            new_params[name] = run_kernel(kernel, xp, p, g, s, hp, pctx, copy=copy, half_compute=info.half_compute)
-            new_state[name] = s
-        return new_params, new_state
+        return _Plan(view, tuple(idle), hps, per)
+
+    def _check_layouts(self, params, state, records) -> None:
+        """Check every param's slots against its layout (:mod:`arrayoptim._layout`), decided once per param
+        shape, dtype and record structure."""
+        keys: dict[int, tuple] = {}
+        for n, slots in state.items():
+            p, rec = params[n], records[n]
+            rk = keys.get(id(rec))
+            if rk is None:
+                rk = keys[id(rec)] = structure_key(rec)
+            try:
+                key = (rk, tuple(p.shape), p.dtype, type(p))
+                layout = self._layouts.get(key)
+            except TypeError:  # an unhashable dtype: decide every time
+                key, layout = None, None
+            if layout is None:
+                initial = self._init_one(array_namespace(p), n, p, rec)
+                layout = Layout.probe(self.info, array_namespace(p), p, initial)
+                if key is not None:
+                    self._layouts[key] = layout
+            layout.check(f"state[{n!r}]", p, slots, self.info.name)
 
     def _records(self, overrides: Mapping[str, Any] | None) -> dict[str | None, Hyperparams]:
         """name -> record for this step (key None: the top-level record), with per-step overrides applied."""
@@ -251,6 +308,49 @@ class Optimizer:
 
 # ----------------------------------------------------------------------------------------------------- helpers
 
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """A validated step: the view, the idle group counters to advance, the records, each param's step inputs."""
+
+    view: StepView
+    idle: tuple[str, ...]
+    hps: Mapping[str | None, Hyperparams]
+    per: Mapping[str, Mapping[str, Any]]
+
+
+def _check_aliasing(params, grads, state, active, copy) -> None:
+    """With ``copy=False`` (or ``None``, for the arrays it takes in place): the arrays written in place share no
+    memory with each other or with a grad."""
+    written, read = [], []
+    for n in active:
+        for what, x in [(f"params[{n!r}]", params[n])] + [(f"state[{n!r}]{k}", v) for k, v in
+                                                           slot_arrays(state.get(n, {}))]:
+            if copy is False or not _unwriteable(x):
+                written.append((what, x))
+        read.append((f"grads[{n!r}]", grads[n]))
+    check_aliasing(written, read)
+
+
+class _no_autograd:
+    """torch's optimizers step under ``torch.no_grad()``: so does a step on torch tensors (no graph is recorded,
+    and a leaf that requires grad is updated in place as torch.optim updates it)."""
+
+    def __init__(self, xp: Any) -> None:
+        self.ctx = None
+        if xp is not None and "torch" in getattr(xp, "__name__", ""):
+            import sys
+
+            self.ctx = sys.modules["torch"].no_grad()
+
+    def __enter__(self) -> None:
+        if self.ctx is not None:
+            self.ctx.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.ctx is not None:
+            self.ctx.__exit__(*exc)
+
+
 def idle_group_counters(params: Mapping[str, Any], active: list[str], state: Mapping[str, Mapping],
                         *, copy: bool | None) -> list[str]:
     """The params without a grad whose ``step`` slot a ``counter='group'`` step advances (checked before anything
@@ -267,10 +367,9 @@ def idle_group_counters(params: Mapping[str, Any], active: list[str], state: Map
         if name in busy or not isinstance(slots, Mapping) or "step" not in slots:
             continue
         t = state[name]["step"]
-        k = _kind(t)
-        if copy is False and k.ns is not None and not _writeable(t, k):
-            raise ValueError(f"copy=False but state[{name!r}]['step'] is read-only (immutable); use copy=None or "
-                             "True")
+        reason = _unwriteable(t) if copy is False and _kind(t).ns is not None else ""
+        if reason:
+            raise ValueError(f"copy=False but state[{name!r}]['step'] is read-only ({reason}); use copy=None or True")
         out.append(name)
     return out
 
@@ -329,11 +428,10 @@ def _same_device(a: Any, b: Any) -> bool:
 
 
 def validate_step(params: Mapping[str, Any], grads: Mapping[str, Any], state: Mapping[str, Mapping],
-                  *, copy: bool | None, param_slots: Iterable[str] = (),
-                  upcast_half: bool = False) -> tuple[Any, list[str]]:
-    """Every check a step needs, done before anything is written. Returns ``(xp, names with a grad)``.
-
-    ``param_slots`` have the param's shape and dtype (float32 for half-precision params with ``upcast_half``)."""
+                  *, copy: bool | None) -> tuple[Any, list[str]]:
+    """The checks of a step's arrays that need no optimizer: params, grads, the state's shape (a dict of slot
+    dicts keyed like params) and, with ``copy=False``, that every array the step writes can be written in place.
+    Returns ``(xp, names with a grad)``. The slots themselves are checked against the optimizer's layout."""
     _check_params(params)
     if not isinstance(grads, Mapping):
         raise TypeError(f"grads must be a mapping from names to arrays, got {type(grads).__name__}")
@@ -345,6 +443,9 @@ def validate_step(params: Mapping[str, Any], grads: Mapping[str, Any], state: Ma
     stray = [n for n in state if n not in params]
     if stray:
         raise ValueError(f"state has entries for names that are not params: {stray} (state of other params?)")
+    for n, slots in state.items():
+        if not isinstance(slots, Mapping):
+            raise TypeError(f"state[{n!r}] must be a dict of slots, got {type(slots).__name__}")
     active = [n for n in params if grads.get(n) is not None]
     if not active:
         return None, active
@@ -363,25 +464,12 @@ def validate_step(params: Mapping[str, Any], grads: Mapping[str, Any], state: Ma
             raise ValueError(f"grads[{n!r}] must have a real floating dtype like its param, got {g.dtype}")
         if not _same_device(p, g):
             raise ValueError(f"grads[{n!r}] is on device {_device(g)}, its param on {_device(p)}")
-        want = kp.ns.float32 if upcast_half and is_half(kp.ns, p.dtype) else p.dtype
-        slots = state.get(n, {})
-        if not isinstance(slots, Mapping):
-            raise TypeError(f"state[{n!r}] must be a dict of slots, got {type(slots).__name__}")
-        for k, v in slots.items():
-            kv = _kind(v)
-            if kv.ns is not None:
-                if kv.ns is not kp.ns:
-                    raise ValueError(f"state[{n!r}][{k!r}] is a {type(v).__name__}, its param a "
-                                     f"{type(p).__name__}: this state does not belong to these params")
-                if not _same_device(p, v):
-                    raise ValueError(f"state[{n!r}][{k!r}] is on device {_device(v)}, its param on {_device(p)}")
-                if k in param_slots and (tuple(v.shape) != tuple(p.shape) or v.dtype != want):
-                    raise ValueError(f"state[{n!r}][{k!r}] has shape {tuple(v.shape)} and dtype {v.dtype}, expected "
-                                     f"{tuple(p.shape)} and {want}: this state does not belong to these params")
         if copy is False:
-            for what, x in [(f"params[{n!r}]", p)] + [(f"state[{n!r}][{k!r}]", v) for k, v in slots.items()]:
-                kx = _kind(x)
-                if kx.ns is not None and not _writeable(x, kx):
-                    raise ValueError(f"copy=False but {what} is read-only (immutable); use copy=None or True")
+            for what, x in [(f"params[{n!r}]", p)] + [(f"state[{n!r}]{k}", v) for k, v in
+                                                       slot_arrays(state.get(n, {}))]:
+                reason = _unwriteable(x)
+                if reason:
+                    raise ValueError(f"copy=False but {what} is read-only ({reason}); use copy=None or True")
     xp = _namespace([params[n] for n in active] + [grads[n] for n in active], what="params and grads")
     return xp, active
+

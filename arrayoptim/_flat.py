@@ -27,13 +27,13 @@ import dataclasses
 import math
 from typing import Any, Mapping
 
-from array_api_compat import array_namespace, is_array_api_obj, is_writeable_array
+from array_api_compat import array_namespace, is_array_api_obj
 from array_api_compat import device as _device
 
 from . import _accel
-from ._core import Optimizer
+from ._core import Optimizer, validate_step
 from ._half import run_kernel
-from ._xp import claim
+from ._xp import _unwriteable, check_aliasing, claim, slot_arrays
 
 __all__ = ["flat", "FlatOptimizer", "Packed", "Segment"]
 
@@ -182,20 +182,34 @@ class FlatOptimizer:
             raise ValueError(f"state must be the list of {len(params.segments)} slot dicts from init(), got "
                              f"{type(state).__name__} of length {len(state) if hasattr(state, '__len__') else '?'}")
         hps = self.opt._records(hyperparams)
+        # every segment is validated before the first one is stepped
+        labels = [f"segment {i} ({', '.join(seg.names[:3])}{', ...' if len(seg.names) > 3 else ''})"
+                  for i, seg in enumerate(params.segments)]
+        bufs = dict(zip(labels, params.buffers))
+        gbufs = dict(zip(labels, grads.buffers))
+        slots = {}
+        for label, seg, p, g, s in zip(labels, params.segments, params.buffers, grads.buffers, state):
+            if not isinstance(s, Mapping):
+                raise TypeError(f"state of {label} must be a dict of slots, got {type(s).__name__}")
+            slots[label] = s
+        recs = {label: hps.get(seg.names[0], hps[None]) for label, seg in zip(labels, params.segments)}
+        validate_step(bufs, gbufs, slots, copy=copy)
+        self.opt._check_layouts(bufs, slots, recs)
+        if copy is not True:
+            written = [(f"the {what} buffer of {label}", x) for label in labels
+                       for what, x in [("params", bufs[label])] + [(f"state slot {k}", v)
+                                                                    for k, v in slot_arrays(slots[label])]
+                       if copy is False or not _unwriteable(x)]
+            check_aliasing(written, [(f"the grads buffer of {label}", g) for label, g in gbufs.items()])
         new_bufs, new_state = [], []
-        for seg, p, g, s in zip(params.segments, params.buffers, grads.buffers, state):
+        kernel = _accel.select(self.opt.info.kernel, array_namespace(*params.buffers))
+        for label in labels:
+            p, g, s, hp = bufs[label], gbufs[label], slots[label], recs[label]
             xp = array_namespace(p, g)
-            if copy is False:
-                for what, x in [("params", p)] + [(f"state slot {k!r}", v) for k, v in s.items()]:
-                    if not is_writeable_array(x):
-                        raise ValueError(f"copy=False but the flat {what} buffer is read-only (immutable); "
-                                         f"use copy=None or True")
-            hp = hps.get(seg.names[0], hps[None])
-            kernel = _accel.select(self.opt.info.kernel, xp)
-            slots = {k: claim(xp, v, copy) for k, v in s.items()}
-            new_bufs.append(run_kernel(kernel, xp, p, g, slots, hp, {}, copy=copy,
+            claimed = {k: claim(xp, v, copy) for k, v in s.items()}
+            new_bufs.append(run_kernel(kernel, xp, p, g, claimed, hp, {}, copy=copy,
                                        half_compute=self.opt.info.half_compute))
-            new_state.append(slots)
+            new_state.append(claimed)
         return Packed(params.segments, tuple(new_bufs)), new_state
 
     def unpack_state(self, params: Packed, state: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -128,6 +128,7 @@ class _Kind:
     ns: Any  # the array namespace (None: not an array)
     jax: bool  # immutable JAX array or tracer
     numpy: bool  # a NumPy ndarray: one device, writeability in its flags
+    torch: bool = False  # a torch tensor: autograd and inference mode decide what can be written
 
 
 _KINDS: dict[type, _Kind] = {}
@@ -140,7 +141,7 @@ def _kind(x: Any) -> _Kind:
         if is_array_api_obj(x):
             import numpy as np
 
-            k = _Kind(array_namespace(x), is_jax_array(x), t is np.ndarray)
+            k = _Kind(array_namespace(x), is_jax_array(x), t is np.ndarray, t.__module__.startswith("torch"))
         else:
             k = _Kind(None, False, False)
         if k.ns is None or not (k.numpy and x.dtype.kind == "V"):  # JAX's float0 grads are NumPy-typed: no cache
@@ -165,6 +166,8 @@ def claim(xp: Any, x: Any, copy: bool | None) -> Any:
     if k.ns is None or k.jax:
         return x
     if copy is True or (copy is None and not _writeable(x, k)):
+        if k.torch and x.requires_grad:
+            return x.detach().clone()  # a copy outside autograd, as torch.optim's updates are
         return xp.asarray(x, copy=True)
     return x
 
@@ -209,3 +212,124 @@ def momentum_buffer(xp: Any, s: dict, g: Any, momentum: float, dampening: float)
             buf += g  # torch's add(g, alpha=1): exactly g
     s["momentum_buffer"] = buf
     return buf
+
+
+# ------------------------------------------------------------------------------------------- writing in place
+
+def slot_arrays(slots: Any) -> list[tuple[str, Any]]:
+    """``('[slot]', array)`` for the array slots of a slot dict, list items as ``('[slot][i]', array)``."""
+    out = []
+    for k, v in slots.items():
+        if isinstance(v, (list, tuple)):
+            out.extend((f"[{k!r}][{i}]", a) for i, a in enumerate(v) if _kind(a).ns is not None)
+        elif _kind(v).ns is not None:
+            out.append((f"[{k!r}]", v))
+    return out
+
+
+def _torch() -> Any:
+    import sys
+
+    return sys.modules.get("torch")
+
+
+def _strided(x: Any) -> tuple[int, tuple[int, ...], int] | None:
+    """``(address, byte strides, itemsize)`` of a strided array in host or device memory, None where the library
+    does not expose it (JAX is immutable; array-api-strict hides it)."""
+    t = type(x)
+    mod = t.__module__
+    if mod == "numpy":
+        return x.__array_interface__["data"][0], x.strides, x.itemsize
+    if mod.startswith("torch"):
+        if x.layout is not _torch().strided:
+            return None
+        size = x.element_size()
+        return x.data_ptr(), tuple(s * size for s in x.stride()), size
+    if mod.startswith("cupy"):
+        return x.data.ptr, x.strides, x.itemsize
+    return None
+
+
+def _internal_overlap(shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int) -> bool:
+    """Whether two elements of the array may share memory (a stride-0 ``expand``/``broadcast_to`` view, an
+    ``as_strided`` overlap): dims sorted by stride must each step past everything the smaller ones span."""
+    if 0 in shape:
+        return False
+    span = itemsize
+    for n, s in sorted(((n, abs(s)) for n, s in zip(shape, strides) if n > 1), key=lambda d: d[1]):
+        if s < span:
+            return True
+        span = s * (n - 1) + span
+    return False
+
+
+def _unwriteable(x: Any) -> str:
+    """Why ``x`` cannot be updated in place, as its own library defines it ('' when it can)."""
+    k = _kind(x)
+    if k.jax:
+        return "a JAX array is immutable"
+    if k.numpy:
+        if not x.flags.writeable:
+            return "its writeable flag is off"
+    elif not is_writeable_array(x):
+        return "immutable"
+    if k.torch:
+        torch = _torch()
+        if x.is_inference() and not torch.is_inference_mode_enabled():
+            return "an inference tensor outside torch.inference_mode()"
+    mem = _strided(x)
+    if mem is not None and _internal_overlap(tuple(x.shape), mem[1], mem[2]):
+        return "its elements share memory (a stride-0 or overlapping view)"
+    return ""
+
+
+def _extent(x: Any) -> tuple[Any, int, int] | None:
+    """``(device, first byte, one past the last byte)`` of the memory ``x`` spans, None when unknown or empty."""
+    mem = _strided(x)
+    if mem is None or math.prod(x.shape) == 0:
+        return None
+    addr, strides, size = mem
+    lo = addr + sum((n - 1) * s for n, s in zip(x.shape, strides) if s < 0)
+    hi = addr + sum((n - 1) * s for n, s in zip(x.shape, strides) if s > 0) + size
+    dev = getattr(x, "device", None)
+    return (type(x).__module__.split(".")[0], str(dev) if dev is not None else ""), lo, hi
+
+
+def check_aliasing(written: list[tuple[str, Any]], read: list[tuple[str, Any]]) -> None:
+    """Raise ``ValueError`` when an array a step writes in place shares memory with another array of the step
+    (one it writes or one it reads: a grad). Memory ranges are sorted once and swept; ranges that overlap are
+    then compared exactly where NumPy can (``shares_memory``: interleaved views of one buffer do not alias)."""
+    spans = []
+    for i, (what, x) in enumerate(written):
+        e = _extent(x)
+        if e is not None:
+            spans.append((e[0], e[1], e[2], True, what, x))
+    if not spans:
+        return
+    for what, x in read:
+        e = _extent(x)
+        if e is not None:
+            spans.append((e[0], e[1], e[2], False, what, x))
+    spans.sort(key=lambda s: (s[0], s[1]))
+    open_: list[tuple] = []  # spans of the current device still reaching past the current start
+    for s in spans:
+        open_ = [o for o in open_ if o[0] == s[0] and o[2] > s[1]]
+        for o in open_:
+            if (o[3] or s[3]) and _shares(o[5], s[5]):
+                a, b = (o, s) if o[3] else (s, o)
+                raise ValueError(f"{a[4]} shares memory with {b[4]}: a step that writes in place (copy=False) "
+                                 "needs separate arrays (pass copy=True, or separate copies)")
+        open_.append(s)
+
+
+def _shares(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if type(a).__module__ == "numpy" and type(b).__module__ == "numpy":
+        import numpy as np
+
+        try:
+            return bool(np.shares_memory(a, b, max_work=10 ** 6))
+        except np.exceptions.TooHardError:
+            return True
+    return True  # other libraries: overlapping ranges are taken as shared

@@ -104,5 +104,5 @@ def test_flat_step_errors_name_the_problem():
         fo.step(fp, {"w": np.ones(3), "b": np.ones(2)}, st, copy="yes")
     ro = fo.pack({"w": np.ones(3), "b": np.ones(2)})
     ro.buffers[0].flags.writeable = False
-    with pytest.raises(ValueError, match="copy=False but the flat params buffer is read-only"):
+    with pytest.raises(ValueError, match=r"copy=False but params\['segment 0 \(w, b\)'\] is read-only"):
         fo.step(ro, {"w": np.ones(3), "b": np.ones(2)}, st, copy=False)

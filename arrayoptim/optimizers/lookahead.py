@@ -6,8 +6,9 @@ from typing import Any, Mapping
 
 from array_api_compat import is_jax_array
 
-from .._hyper import Hyperparams, hyperfield
-from .._xp import assign, claim
+from .._hyper import Hyperparams, Range, hyperfield
+from .._layout import Slot, check_slot
+from .._xp import _kind, assign, claim
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -49,11 +50,9 @@ class LookaheadHyperparams(Hyperparams):
     alpha: float = 0.5
     k: int = hyperfield(6, "int")
 
-    def validate(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"Invalid slow update rate: {self.alpha} (lookahead alpha={self.alpha!r} must be in [0, 1])")
-        if not 1 <= self.k:
-            raise ValueError(f"Invalid lookahead steps: {self.k} (lookahead k={self.k!r} must be >= 1)")
+    checks = {"alpha": Range(ge=0.0, le=1.0, message="Invalid slow update rate: {value} (lookahead {name}={value!r} "
+                                                    "must be {bound})"),
+              "k": Range(ge=1, message="Invalid lookahead steps: {value} (lookahead {name}={value!r} must be {bound})")}
 
 
 class Lookahead:
@@ -96,9 +95,35 @@ class Lookahead:
         return state
 
     def step(self, params, grads, state, *, copy: bool | None = True, **kwargs):
-        """The base optimizer's step, then :meth:`sync` on what it returned (its claimed arrays, in place)."""
+        """The base optimizer's step, then :meth:`sync` on what it returned (its claimed arrays, in place).
+        Lookahead's own slots are checked first (the base step checks the rest), so a bad state writes nothing."""
+        self.validate(params, grads, state, copy=copy, **kwargs)
         new_params, new_state = self.base.step(params, grads, state, copy=copy, **kwargs)
         return self.sync(new_params, grads, new_state, copy=False)
+
+    def validate(self, params, grads, state, *, copy: bool | None = True, **kwargs) -> None:
+        """Every check of :meth:`step`, writing nothing: Lookahead's slots (``lookahead_step`` a counter >= 0,
+        ``lookahead_slow_buff`` shaped like its param), then the base optimizer's."""
+        self._check_own(params, state)
+        self.base.validate(params, grads, state, copy=copy, **kwargs)
+
+    def validate_state(self, params, state) -> None:
+        """Lookahead's slots and the base optimizer's (see :meth:`Optimizer.validate_state`)."""
+        self._check_own(params, state)
+        self.base.validate_state(params, state)
+
+    @staticmethod
+    def _check_own(params, state) -> None:
+        if not isinstance(state, Mapping) or not isinstance(params, Mapping):
+            return  # the base optimizer names what is wrong
+        for name, s in state.items():
+            p = params.get(name)
+            if not isinstance(s, Mapping) or p is None or _kind(p).ns is None:
+                continue
+            for slot, want in (("lookahead_step", Slot("number", pytype=int)),
+                               ("lookahead_slow_buff", Slot("array", tuple(p.shape), p.dtype))):
+                if slot in s:
+                    check_slot(f"state[{name!r}][{slot!r}]", s[slot], want, p)
 
     def sync(self, params, grads, state, *, copy: bool | None = True):
         """timm's Lookahead half of a step, after the base step: every param's ``lookahead_step`` advances, and on

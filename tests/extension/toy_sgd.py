@@ -51,7 +51,8 @@ def toy_sgd_kernel(xp, p, g, s, hp, ctx):
 
 
 ao.register(ao.OptimInfo("toysgd", "heavy-ball SGD written outside arrayoptim", ToySGDHyperparams,
-                         kernel=toy_sgd_kernel, init=toy_sgd_init, locality="element"))
+                         kernel=toy_sgd_kernel, init=toy_sgd_init, param_slots=("momentum_buffer",),
+                         locality="element"))
 
 
 def _entries() -> dict:
