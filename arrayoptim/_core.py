@@ -21,7 +21,7 @@ from ._hyper import IMPLEMENTATION_SELECTORS, Hyperparams
 from ._registry import LOOKAHEAD_PREFIX, OptimInfo, StepView, get_optimizer_info
 from ._half import run_kernel
 from ._layout import Layout, structure_key
-from ._xp import _kind, _unwriteable, check_aliasing, claim, is_half, slot_arrays
+from ._xp import _kind, _unwriteable, _writeable, check_aliasing, claim, is_half, slot_arrays
 
 __all__ = ["Optimizer", "create_optimizer"]
 
@@ -129,6 +129,7 @@ class Optimizer:
         self._group_of = {n: grp.hyperparams for grp in self.groups for n in grp.names}
         self._lr_scale = {id(grp.hyperparams): grp.lr_scale for grp in self.groups}
         self._layouts: dict[tuple, Layout] = {}  # (record structure, shape, dtype, array type) -> the slots
+        self._memory_checked: tuple | None = None  # the arrays whose memory the last in-place step checked
 
     @property
     def name(self) -> str:
@@ -251,7 +252,7 @@ class Optimizer:
             if n not in slots:
                 slots[n] = dict(state[n]) if n in state else self._init_one(xp, n, params[n])
         if copy is not True:
-            _check_aliasing(params, grads, state, active, copy)
+            _check_memory(self, params, grads, state, active, copy)
         if info.check_state is not None:
             for n in active:
                 info.check_state(xp, n, params[n], slots[n], records[n])
@@ -318,17 +319,27 @@ class _Plan:
     per: Mapping[str, Mapping[str, Any]]
 
 
-def _check_aliasing(params, grads, state, active, copy) -> None:
-    """With ``copy=False`` (or ``None``, for the arrays it takes in place): the arrays written in place share no
-    memory with each other or with a grad."""
+def _check_memory(opt: "Optimizer", params, grads, state, active, copy) -> None:
+    """With ``copy=False`` (or ``None``, for the arrays it takes in place): no array the step writes has elements
+    that share memory, or shares memory with another array of the step (:func:`check_aliasing`).
+
+    Decided once per set of arrays: the arrays checked last are kept (so their ids stay theirs), and a step over
+    the same array objects at the same addresses skips the sweep. Any change (another array, a torch tensor whose
+    storage moved) checks again."""
     written, read = [], []
     for n in active:
         for what, x in [(f"params[{n!r}]", params[n])] + [(f"state[{n!r}]{k}", v) for k, v in
                                                            slot_arrays(state.get(n, {}))]:
-            if copy is False or not _unwriteable(x):
+            if copy is False or _writeable(x, _kind(x)):
                 written.append((what, x))
         read.append((f"grads[{n!r}]", grads[n]))
+    key = (copy, tuple(id(x) for _, x in written), tuple(id(x) for _, x in read),
+           tuple(x.data_ptr() for _, x in written if _kind(x).torch))
+    last = opt._memory_checked
+    if last is not None and last[0] == key:
+        return
     check_aliasing(written, read)
+    opt._memory_checked = (key, [x for _, x in written], [x for _, x in read])
 
 
 class _no_autograd:

@@ -33,7 +33,7 @@ from array_api_compat import device as _device
 from . import _accel
 from ._core import Optimizer, validate_step
 from ._half import run_kernel
-from ._xp import _unwriteable, check_aliasing, claim, slot_arrays
+from ._xp import _kind, _writeable, check_aliasing, claim, slot_arrays
 
 __all__ = ["flat", "FlatOptimizer", "Packed", "Segment"]
 
@@ -199,7 +199,7 @@ class FlatOptimizer:
             written = [(f"the {what} buffer of {label}", x) for label in labels
                        for what, x in [("params", bufs[label])] + [(f"state slot {k}", v)
                                                                     for k, v in slot_arrays(slots[label])]
-                       if copy is False or not _unwriteable(x)]
+                       if copy is False or _writeable(x, _kind(x))]
             check_aliasing(written, [(f"the grads buffer of {label}", g) for label, g in gbufs.items()])
         new_bufs, new_state = [], []
         kernel = _accel.select(self.opt.info.kernel, array_namespace(*params.buffers))

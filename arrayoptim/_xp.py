@@ -150,7 +150,14 @@ def _kind(x: Any) -> _Kind:
 
 
 def _writeable(x: Any, k: _Kind) -> bool:
-    return bool(x.flags.writeable) if k.numpy else (not k.jax and is_writeable_array(x))
+    """Whether ``x`` can take an in-place update: its library allows it (:func:`_unwriteable`) and no two of its
+    elements share memory."""
+    if k.numpy:
+        if not x.flags.writeable:
+            return False
+    elif k.jax or _unwriteable(x):
+        return False
+    return not internal_overlap(x)
 
 
 def claim(xp: Any, x: Any, copy: bool | None) -> Any:
@@ -236,27 +243,30 @@ def _torch() -> Any:
 def _strided(x: Any) -> tuple[int, tuple[int, ...], int] | None:
     """``(address, byte strides, itemsize)`` of a strided array in host or device memory, None where the library
     does not expose it (JAX is immutable; array-api-strict hides it)."""
-    t = type(x)
-    mod = t.__module__
-    if mod == "numpy":
+    k = _kind(x)
+    if k.numpy:
         return x.__array_interface__["data"][0], x.strides, x.itemsize
-    if mod.startswith("torch"):
+    if k.torch:
         if x.layout is not _torch().strided:
             return None
         size = x.element_size()
         return x.data_ptr(), tuple(s * size for s in x.stride()), size
-    if mod.startswith("cupy"):
+    if type(x).__module__.startswith("cupy"):
         return x.data.ptr, x.strides, x.itemsize
     return None
 
 
-def _internal_overlap(shape: tuple[int, ...], strides: tuple[int, ...], itemsize: int) -> bool:
-    """Whether two elements of the array may share memory (a stride-0 ``expand``/``broadcast_to`` view, an
+def internal_overlap(x: Any) -> bool:
+    """Whether two elements of ``x`` may share memory (a stride-0 ``expand``/``broadcast_to`` view, an
     ``as_strided`` overlap): dims sorted by stride must each step past everything the smaller ones span."""
-    if 0 in shape:
+    shape = tuple(x.shape)
+    if math.prod(shape) <= 1:
         return False
-    span = itemsize
-    for n, s in sorted(((n, abs(s)) for n, s in zip(shape, strides) if n > 1), key=lambda d: d[1]):
+    mem = _strided(x)
+    if mem is None:
+        return False
+    span = mem[2]
+    for n, s in sorted(((n, abs(s)) for n, s in zip(shape, mem[1]) if n > 1), key=lambda d: d[1]):
         if s < span:
             return True
         span = s * (n - 1) + span
@@ -264,22 +274,17 @@ def _internal_overlap(shape: tuple[int, ...], strides: tuple[int, ...], itemsize
 
 
 def _unwriteable(x: Any) -> str:
-    """Why ``x`` cannot be updated in place, as its own library defines it ('' when it can)."""
+    """Why ``x``'s own library refuses an in-place update ('' when it allows one); see also
+    :func:`internal_overlap`."""
     k = _kind(x)
     if k.jax:
         return "a JAX array is immutable"
     if k.numpy:
-        if not x.flags.writeable:
-            return "its writeable flag is off"
-    elif not is_writeable_array(x):
+        return "" if x.flags.writeable else "its writeable flag is off"
+    if not is_writeable_array(x):
         return "immutable"
-    if k.torch:
-        torch = _torch()
-        if x.is_inference() and not torch.is_inference_mode_enabled():
-            return "an inference tensor outside torch.inference_mode()"
-    mem = _strided(x)
-    if mem is not None and _internal_overlap(tuple(x.shape), mem[1], mem[2]):
-        return "its elements share memory (a stride-0 or overlapping view)"
+    if k.torch and x.is_inference() and not _torch().is_inference_mode_enabled():
+        return "an inference tensor outside torch.inference_mode()"
     return ""
 
 
@@ -296,9 +301,14 @@ def _extent(x: Any) -> tuple[Any, int, int] | None:
 
 
 def check_aliasing(written: list[tuple[str, Any]], read: list[tuple[str, Any]]) -> None:
-    """Raise ``ValueError`` when an array a step writes in place shares memory with another array of the step
-    (one it writes or one it reads: a grad). Memory ranges are sorted once and swept; ranges that overlap are
-    then compared exactly where NumPy can (``shares_memory``: interleaved views of one buffer do not alias)."""
+    """Raise ``ValueError`` when an array a step writes in place has elements that share memory (a stride-0
+    view) or shares memory with another array of the step (one it writes or one it reads: a grad). Memory ranges
+    are sorted once and swept; ranges that overlap are then compared exactly where NumPy can (``shares_memory``:
+    interleaved views of one buffer do not alias)."""
+    for what, x in written:
+        if internal_overlap(x):
+            raise ValueError(f"copy=False but {what} is read-only (its elements share memory: a stride-0 or "
+                             "overlapping view); use copy=None or True")
     spans = []
     for i, (what, x) in enumerate(written):
         e = _extent(x)
