@@ -25,8 +25,10 @@ LOCALITIES = ("element", "tensor", "matrix", "step")
 #: Who owns the ``step`` counter: each param (torch's ``state[p]['step']``) or each param group (timm's
 #: ``group['step']`` in Adan and LAMB).
 COUNTERS = ("param", "group")
-#: The dtype a kernel computes in for float16/bfloat16 params: the param's own, or float32 with float32 state and
-#: one rounding back into the param per step (timm's AdaBelief, Adafactor, RAdamLegacy).
+#: Where the state of float16/bfloat16 params lives; both compute element-wise in float32 (torch's CPU "opmath"):
+#: ``"param"``, each slot in the dtype it was created in (half, as torch's Adam keeps them), rounded once per
+#: stored value per step; ``"float32"``, float32 state and one rounding back into the param per step (timm's
+#: AdaBelief, Adafactor, RAdamLegacy).
 HALF_COMPUTE = ("param", "float32")
 
 
@@ -114,9 +116,12 @@ class OptimInfo:
     step_inputs
         The :class:`StepInput` s a step takes beyond grads, each validated before anything is written.
     half_compute
-        The compute dtype for float16/bfloat16 params (one of :data:`HALF_COMPUTE`). ``'float32'``: the kernel
-        gets float32 copies of such a param and its grad, the state is float32, and the result is rounded back
-        into the param once per step.
+        The state dtype of float16/bfloat16 params (one of :data:`HALF_COMPUTE`); the kernel always computes in
+        float32 for them (:func:`arrayoptim._half.run_kernel`). ``'param'`` (default, torch's rule): float32
+        copies of the param, the grad and every half slot go in; the param and each such slot are rounded once
+        back into their own storage and dtype (identity kept with ``copy=False``); a slot the kernel creates with
+        the param's shape (a lazy momentum buffer) takes the param's dtype; the float32 ``step`` stays float32.
+        ``'float32'``: the state is float32 and only the param is rounded back, once per step.
     counter
         Who owns the ``step`` count (one of :data:`COUNTERS`). ``'group'`` (timm's Adan and LAMB, which keep
         ``group['step']`` and advance it on every ``step()``, grads or not): the count is still state, one ``step``

@@ -187,11 +187,14 @@ def _all_hparams(clsname, kwargs):
 @pytest.mark.oracle
 @pytest.mark.parametrize("dtype, tol", [(torch.float16, 2e-3), (torch.bfloat16, 2e-2)], ids=["float16", "bfloat16"])
 def test_low_precision_follows_torch(dtype, tol):
-    """float16: zero-copy NumPy float16 views (per-operation rounding, as torch). bfloat16: computed in float32
-    and rounded once per step; state kept in bfloat16 like torch's."""
+    """Half params through the adapter (zero-copy float16 NumPy views; bfloat16 as torch tensors): computed in
+    float32 and rounded once per stored value, state kept in the param's dtype like torch's. torch rounds after
+    every op, so where its float16 ``exp_avg_sq`` underflows to 0 its denominator is ``eps`` alone while ours is
+    ``|g| + eps`` within the step (``tests/test_half_opmath.py`` bounds that gap): eps=1e-2 keeps it under the
+    tolerance here (eps=1e-8 underflows to 0 in float16)."""
     ts = make_tensors(dtype)
     ours, theirs = twin(ts), twin(ts)
-    kwargs = {"lr": 0.01, "weight_decay": 0.1, "eps": 1e-3}  # eps=1e-8 underflows to 0 in float16
+    kwargs = {"lr": 0.01, "weight_decay": 0.1, "eps": 1e-2}
     a = ArrayOptimizer(ours, opt="adamw", **_all_hparams("AdamW", kwargs))
     b = torch.optim.AdamW(theirs, **kwargs)
     ptrs = [p.data_ptr() for p in ours]
