@@ -102,6 +102,10 @@ class Layout:
             want = self.required.get(k) or self.optional.get(k)
             if want is not None:
                 check_slot(f"{where}[{k!r}]", v, want, p)
+        t = slots.get("step")
+        if t is not None and _kind(t).numpy and t.shape == () and not 0 <= float(t) < math.inf:
+            # a host counter is read for free (other libraries: the value stays on its device, unchecked here)
+            raise ValueError(f"{where}['step'] is a step count and must be finite and >= 0, got {float(t)!r}")
 
 
 def check_slot(where: str, v: Any, want: Slot, p: Any) -> None:

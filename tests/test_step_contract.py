@@ -75,14 +75,17 @@ def stepped(name):
 
 # ------------------------------------------------------------------------------------------------ slots
 
-def _bad_values(v):
-    """(description, bad value) pairs for a slot value ``v``."""
+def _bad_values(v, slot):
+    """(description, bad value) pairs for the value ``v`` of ``slot``."""
     out = [("a string", "oops")]
     if isinstance(v, np.ndarray):
         out += [("a Python float", 1.0), ("another shape", np.zeros(v.shape + (2,), dtype=v.dtype)),
                 ("another dtype", v.astype(np.float32) if v.dtype != np.float32 else v.astype(np.float64))]
         if v.ndim == 0:
             out.append(("shape (5,)", np.zeros(5, dtype=v.dtype)))
+            if slot == "step" and np.issubdtype(v.dtype, np.floating):  # counts are checked by value
+                out += [("a NaN count", np.full((), np.nan, dtype=v.dtype)),
+                        ("a negative count", np.full((), -2, dtype=v.dtype))]
         else:
             out.append(("a 0-d array", np.zeros((), dtype=v.dtype)))
     elif isinstance(v, list):
@@ -105,7 +108,7 @@ def _slot_cases():
         for slot, v in state[last].items():
             if slot in initial:  # slots made lazily at the first step may be absent (torch: a fresh buffer)
                 cases.append(pytest.param(name, slot, "missing", id=f"{name}-{slot}-missing"))
-            for desc, _ in _bad_values(v):
+            for desc, _ in _bad_values(v, slot):
                 cases.append(pytest.param(name, slot, desc, id=f"{name}-{slot}-{desc.replace(' ', '_')}"))
         cases.append(pytest.param(name, "foreign_slot", "extra", id=f"{name}-foreign_slot"))
     return cases
@@ -121,7 +124,7 @@ def test_slots_are_checked_before_anything_is_written(name, slot, desc):
     elif desc == "extra":
         bad[last]["not_a_slot_of_anything"] = np.zeros(3)
     else:
-        bad[last][slot] = dict(_bad_values(state[last][slot]))[desc]
+        bad[last][slot] = dict(_bad_values(state[last][slot], slot))[desc]
     kw = kwargs_for(opt, params, grads)
     assert_raises_untouched(lambda: opt.step(params, grads, bad, copy=False, **kw), params, bad)
 
