@@ -263,3 +263,25 @@ def test_state_dict_moves_the_counters_both_ways(name, direction, extend):
             if uninterrupted is not None:
                 _run(uninterrupted, uninterrupted_ts, [gs])
                 assert_state_dicts_equal(second.state_dict(), uninterrupted.state_dict(), f"{name} step {t}")
+
+
+def test_float32_step_count_stalls_at_2_to_the_24_as_torchs():
+    """A float32 ``step`` slot (float32 params) stops counting at 2**24 = 16,777,216, exactly as torch.optim's
+    float32 ``state['step']`` tensor does (``step += 1`` rounds back); a float64 one counts on. timm's optimizers
+    that keep a Python int (AdaBelief, Adafactor, AdamP, MADGRAD, MARS, NAdamLegacy, NvNovoGrad, RAdamLegacy,
+    Adahessian) count on: there the two differ from step 2**24 on (README, "Counters")."""
+    torch = pytest.importorskip("torch")
+    for dtype, stalls in ((np.float32, True), (np.float64, False)):
+        opt = ao.create_optimizer("adam")
+        p = {"w": np.ones(3, dtype=dtype)}
+        s = opt.init(p)
+        s["w"]["step"] = np.asarray(2.0 ** 24, dtype=dtype)
+        _, s = opt.step(p, {"w": np.ones(3, dtype=dtype)}, s)
+        assert (float(s["w"]["step"]) == 2.0 ** 24) is stalls
+    tp = torch.ones(3, requires_grad=True)
+    t = torch.optim.Adam([tp])
+    tp.grad = torch.ones(3)
+    t.step()
+    t.state[tp]["step"].fill_(2.0 ** 24)
+    t.step()
+    assert float(t.state[tp]["step"]) == 2.0 ** 24  # torch's own counter stalls the same way
