@@ -14,7 +14,7 @@ element-wise op on half tensors in float32). What differs is where the state liv
   rounded once into their claimed storage, in their own dtype (array identity kept with ``copy=False``). Slots
   that were not half (the float32 ``step``, booleans, host counters) keep what the kernel made of them; a slot
   the kernel created (SGD's lazy ``momentum_buffer``) takes the param's dtype when it is a float32 array of the
-  param's shape, and is kept as made otherwise.
+  param's shape (never the float32 `step` count, even beside a 0-d param), and is kept as made otherwise.
 
 The anchors round after every op, this path once per slot per step: the two agree to about one rounding of the
 half dtype per stored value, and where the anchor's float32 intermediates stay finite (``g * g`` for
@@ -106,7 +106,7 @@ def _opmath(kernel: Callable[..., Any], xp: Any, p: Any, g: Any, s: dict, hp: An
     for k, v in work.items():
         if k in held:
             s[k] = _store(xp, held[k], v)
-        elif k in s or getattr(v, "dtype", None) != f32 or tuple(v.shape) != tuple(p.shape):
+        elif k in s or k == "step" or getattr(v, "dtype", None) != f32 or tuple(v.shape) != tuple(p.shape):
             s[k] = v  # not half before (float32 step, flags, host counters), or created and not param-like
         else:  # created by the kernel with the param's shape (a lazy momentum buffer): the param's dtype
             s[k] = xp.astype(v, p.dtype)
