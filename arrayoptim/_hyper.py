@@ -4,9 +4,15 @@ Each optimizer declares one record: a frozen, keyword-only dataclass deriving fr
 field names and defaults are the anchor constructor's own (``lr``, ``betas``, ``eps``, ``weight_decay``, ...).
 Values are coerced once, at construction, to plain Python numbers (so they never upcast float32 arrays the way a
 NumPy float64 scalar would), then checked: first the record's declared ``checks`` (a mapping of field name to a
-check from the small vocabulary below, in the order torch runs them), then its ``validate`` method, which holds
-only what is specific to the record (rules across fields, normalizations). Errors are torch's messages extended by
-the argument's name.
+check from the small vocabulary below, in the order torch runs them), then the generic domain rule, then its
+``validate`` method, which holds only what is specific to the record (rules across fields, normalizations). Errors
+are torch's messages extended by the argument's name.
+
+The generic domain rule covers every field, declared or not: no real number in a field, nor inside a tuple or list
+in it (``betas``, ``step_sizes``, ``ns_coefficients``), may be NaN, and none may be infinite, except ``+inf`` in a
+field whose declared check says ``inf_ok`` (a clipping threshold of ``inf``: no clipping; ASGD's ``t0=inf``: never
+average). It runs after the declared checks, so a value torch rejects gets torch's message; the anchors accept NaN
+and infinities in most fields, where they poison the params (``lr=inf``) or silently disable a rule.
 
 Examples
 --------
@@ -27,6 +33,9 @@ ValueError: Invalid epsilon value: -1.0 (eps=-1.0 must be >= 0)
 >>> Toy(gamma=0)
 Traceback (most recent call last):
 ValueError: Invalid gamma value: 0.0 (gamma=0.0 must be in (0, 1])
+>>> Toy(lr=float('inf'))
+Traceback (most recent call last):
+ValueError: Invalid lr value: inf (lr=inf must be finite)
 """
 from __future__ import annotations
 
@@ -36,8 +45,8 @@ import numbers
 from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Mapping
 
-__all__ = ["Hyperparams", "hyperfield", "IMPLEMENTATION_SELECTORS", "Check", "Range", "OneOf", "Betas", "LR", "EPS",
-           "NONNEG", "BETAS", "MAX_LR_SNAPSHOT", "NESTEROV", "ADAM_CHECKS", "SHOULD_BE"]
+__all__ = ["Hyperparams", "hyperfield", "IMPLEMENTATION_SELECTORS", "Check", "Range", "OneOf", "Betas", "Each", "LR",
+           "EPS", "NONNEG", "BETAS", "MAX_LR_SNAPSHOT", "NESTEROV", "ADAM_CHECKS", "SHOULD_BE", "check_domain"]
 
 #: a declarative check, ``check(name, value, record) -> None``, raising ``ValueError`` (see :class:`Range`)
 Check = Callable[[str, Any, Any], None]
@@ -151,7 +160,8 @@ class Hyperparams:
 
     #: the anchor that defines this record's names and defaults, e.g. ``"torch.optim.SGD"``
     anchor: ClassVar[str] = ""
-    #: field name -> :data:`Check`, applied in this order (the anchor's) after coercion, before :meth:`validate`;
+    #: field name -> :data:`Check`, applied in this order (the anchor's) after coercion, before the generic domain
+    #: rule (:func:`check_domain`: no NaN, no infinity unless the check is ``inf_ok``) and :meth:`validate`;
     #: a field holding None (an optional one left unset) is not checked
     checks: ClassVar[Mapping[str, Check]] = MappingProxyType({})
     #: field -> the field whose value it takes when left None, at construction (timm's corrected weight decay
@@ -171,6 +181,8 @@ class Hyperparams:
             value = getattr(self, name)
             if value is not None:
                 check(name, value, self)
+        for f in fields:
+            check_domain(f.name, getattr(self, f.name), getattr(self.checks.get(f.name), "inf_ok", False))
         self.validate()
 
     def validate(self) -> None:
@@ -193,13 +205,39 @@ def _num(x: float) -> str:
     return f"{x:g}"
 
 
+def check_domain(name: str, value: Any, inf_ok: bool = False) -> None:
+    """The generic rule every field obeys (run by :class:`Hyperparams` after the declared checks): no real number in
+    ``value``, nor in a tuple or list inside it (at any depth), is NaN or infinite; ``inf_ok`` lets ``+inf`` through
+    (a field whose check declares it: a threshold where ``inf`` means "no limit"). ``-inf`` always raises."""
+    for where, v in _reals(name, value):
+        x = float(v)
+        if x != x:
+            raise ValueError(f"Invalid {name} value: {value!r} ({where}={x!r} must not be NaN)")
+        if math.isinf(x) and not (inf_ok and x > 0):
+            allowed = "finite or +inf" if inf_ok else "finite"
+            raise ValueError(f"Invalid {name} value: {value!r} ({where}={x!r} must be {allowed})")
+
+
+def _reals(where: str, value: Any):
+    """``(path, number)`` for every real number in ``value`` and in the tuples/lists nested in it."""
+    if isinstance(value, (tuple, list)):
+        for i, v in enumerate(value):
+            yield from _reals(f"{where}[{i}]", v)
+    elif _is_real_number(value):
+        yield where, value
+
+
 @dataclasses.dataclass(frozen=True)
 class Range:
-    """``value`` within the bounds given (``ge``/``gt`` below, ``le``/``lt`` above; NaN is out of every range).
+    """``value`` within the bounds given (``ge``/``gt`` below, ``le``/``lt`` above; NaN is out of every range, also
+    of a ``Range()`` without bounds).
 
     Out of range raises ``ValueError(message)``, formatted with ``name``, ``value``, ``label`` (default
     ``'<name> value'``), ``bound`` (``'>= 0'``, ``'in [0, 1)'``) and ``note``; the default message is torch's
     ``Invalid <label>: <value>`` plus ``(<name>=<value> must be <bound><note>)``.
+
+    ``inf_ok=True`` declares ``+inf`` a meaningful value of the field (a clipping threshold: no clipping), which the
+    generic rule (:func:`check_domain`) otherwise rejects in every field; the bounds still apply.
     """
 
     ge: float | None = None
@@ -209,9 +247,10 @@ class Range:
     label: str | None = None
     note: str = ""
     message: str = "Invalid {label}: {value} ({name}={value!r} must be {bound}{note})"
+    inf_ok: bool = False
 
     def __call__(self, name: str, value: Any, record: Any = None) -> None:
-        ok = ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+        ok = (value == value and (self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
               and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
         if not ok:
             label = f"{name} value" if self.label is None else self.label
@@ -223,6 +262,8 @@ class Range:
         """``'>= 0'``, ``'> 0'``, ``'< 100'``, ... or an interval such as ``'in [0, 1)'``."""
         ops = ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
         given = [(op, v) for op, v in ops if v is not None]
+        if not given:
+            return "a number"
         if len(given) == 1:
             return f"{given[0][0]} {_num(given[0][1])}"
         (lo_op, lo), (hi_op, hi) = given
@@ -256,8 +297,24 @@ class Betas:
                 raise ValueError(f"Invalid beta parameter at index {i}: {b} ({name}[{i}]={b!r} must be in [0, 1))")
 
 
+@dataclasses.dataclass(frozen=True)
+class Each:
+    """``check`` applied to every element of a tuple, each named ``<name>[i]`` (Rprop's ``step_sizes``)."""
+
+    check: Check
+
+    @property
+    def inf_ok(self) -> bool:
+        return getattr(self.check, "inf_ok", False)
+
+    def __call__(self, name: str, value: Any, record: Any = None) -> None:
+        for i, v in enumerate(value):
+            if v is not None:
+                self.check(f"{name}[{i}]", v, record)
+
+
 def _max_lr_snapshot(name: str, value: Any, record: Any) -> None:
-    """With ``corrected_weight_decay`` the decay divides by ``max_lr_snapshot``: it must be positive."""
+    """A peak lr: ``>= 0``, and positive with ``corrected_weight_decay`` (the decay divides by it)."""
     check_max_lr_snapshot(record.corrected_weight_decay, value)
 
 
@@ -279,7 +336,7 @@ EPS = Range(ge=0.0, label="epsilon value")
 NONNEG = Range(ge=0.0)
 #: two coefficients in ``[0, 1)``
 BETAS = Betas(2)
-#: positive when ``corrected_weight_decay`` (the record's field) is set
+#: ``>= 0``, and positive when ``corrected_weight_decay`` (the record's field) is set
 MAX_LR_SNAPSHOT: Check = _max_lr_snapshot
 #: ``nesterov=True`` needs ``momentum > 0`` and ``dampening == 0`` (the record's fields)
 NESTEROV: Check = _nesterov
@@ -319,3 +376,5 @@ def check_max_lr_snapshot(corrected: bool, max_lr: float | None) -> None:
         raise ValueError(
             f"Corrected weight decay requires a positive max lr, got {max_lr} (max_lr_snapshot={max_lr!r}); "
             "construct the optimizer with the peak lr")
+    if max_lr is not None and not max_lr >= 0.0:  # unused without corrected_weight_decay, still an lr
+        raise ValueError(f"Invalid max_lr_snapshot value: {max_lr} (max_lr_snapshot={max_lr!r} must be >= 0)")

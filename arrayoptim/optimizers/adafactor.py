@@ -104,7 +104,7 @@ class AdafactorHyperparams(Hyperparams):
     caution: bool = False
 
     checks = {"lr": LR, "warmup_init": _relative_step_only, "eps": EPS, "eps_scale": EPS, "weight_decay": NONNEG,
-              "betas": BETAS, "clip_threshold": Range(gt=0.0),
+              "betas": BETAS, "clip_threshold": Range(gt=0.0, inf_ok=True),
               "decay_rate": Range(le=0.0, note=": beta2_t = 1 - t ** decay_rate")}
 
 

@@ -100,10 +100,12 @@ class AdafactorBigVisionHyperparams(Hyperparams):
 
     checks = {"lr": LR, "weight_decay": NONNEG, "momentum": NONNEG,
               "eps": Range(ge=0.0, label="epsilon value", note=" or None"),
-              "clipping_threshold": Range(gt=0.0, note=" or None"), "beta2_cap": Range(ge=0.0, le=1.0),
+              "clipping_threshold": Range(gt=0.0, note=" or None", inf_ok=True), "beta2_cap": Range(ge=0.0, le=1.0),
               "max_lr_snapshot": MAX_LR_SNAPSHOT,
               "momentum_dtype": OneOf(sorted(_WIDTH), "Invalid {name} value: {value} ({name}={value!r} must be one of "
-                                                      "{choices} or None)")}
+                                                      "{choices} or None)"),
+              # not checked by timm: beta2_t = 1 - t ** -decay_rate is negative for a negative rate
+              "decay_rate": NONNEG}
 
 
 def momentum_rounding(hp, p) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from .._hyper import ADAM_CHECKS, EPS, LR, NONNEG, Hyperparams
+from .._hyper import ADAM_CHECKS, EPS, LR, NONNEG, Hyperparams, Range
 from .._registry import OptimInfo, register
 from .._xp import caution, increment_step, like, new_step, zeros_like
 
@@ -152,7 +152,8 @@ class SGDPHyperparams(Hyperparams):
     wd_ratio: float = 0.1
     caution: bool = False
 
-    checks = {"lr": LR, "momentum": NONNEG, "weight_decay": NONNEG, "eps": EPS, "delta": NONNEG, "wd_ratio": NONNEG}
+    checks = {"lr": LR, "momentum": NONNEG, "weight_decay": NONNEG, "eps": EPS, "delta": NONNEG, "wd_ratio": NONNEG,
+              "dampening": Range(ge=0.0, le=1.0)}
 
     def validate(self) -> None:
         if self.weight_decay != 0 and self.momentum == 1:

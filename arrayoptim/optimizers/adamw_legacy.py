@@ -73,7 +73,8 @@ class AdamWLegacyHyperparams(Hyperparams):
     clipping_threshold: float | None = hyperfield(None, "?float")
     max_lr_snapshot: float | None = hyperfield(None, "?float")
 
-    checks = {**ADAM_CHECKS, "max_lr_snapshot": MAX_LR_SNAPSHOT, "clipping_threshold": Range(gt=0.0, note=" or None")}
+    checks = {**ADAM_CHECKS, "max_lr_snapshot": MAX_LR_SNAPSHOT,
+              "clipping_threshold": Range(gt=0.0, note=" or None", inf_ok=True)}
 
 
 def adamw_legacy_kernel(xp, p, g, s, hp, ctx):

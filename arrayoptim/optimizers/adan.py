@@ -5,7 +5,7 @@ import dataclasses
 
 from array_api_compat import device as _device
 
-from .._hyper import Hyperparams, check_betas, check_eps, check_lr, check_weight_decay
+from .._hyper import EPS, LR, NONNEG, Betas, Hyperparams
 from .._registry import OptimInfo, register
 from .._xp import assign, caution, increment_step, like, new_step, zeros_like
 
@@ -70,11 +70,7 @@ class AdanHyperparams(Hyperparams):
     no_prox: bool = False
     caution: bool = False
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_eps(self.eps)
-        check_betas(self.betas, n=3)
-        check_weight_decay(self.weight_decay)
+    checks = {"lr": LR, "eps": EPS, "betas": Betas(3), "weight_decay": NONNEG}
 
 
 def adan_init(xp, p, hp):

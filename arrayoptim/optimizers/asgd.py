@@ -5,7 +5,7 @@ import dataclasses
 
 from array_api_compat import device
 
-from .._hyper import LR, NONNEG, Hyperparams
+from .._hyper import LR, NONNEG, Hyperparams, Range
 from .._registry import OptimInfo, register
 from .._xp import assign, increment_step, like, new_step, step_dtype, zeros_like
 
@@ -64,7 +64,9 @@ class ASGDHyperparams(Hyperparams):
     weight_decay: float = 0.0
     maximize: bool = False
 
-    checks = {"lr": LR, "weight_decay": NONNEG}
+    # torch checks lr and weight_decay; lambd and alpha are a decay and its power (negative ones grow the step
+    # size without bound); t0=inf (never average) is meaningful
+    checks = {"lr": LR, "weight_decay": NONNEG, "lambd": NONNEG, "alpha": NONNEG, "t0": Range(inf_ok=True)}
 
 
 def _scalar(xp, p, value):

@@ -122,7 +122,9 @@ class KronHyperparams(Hyperparams):
     deterministic: bool = False
 
     checks = {"lr": LR, "momentum": Range(ge=0.0, lt=1.0, label="beta parameter"), "weight_decay": NONNEG,
-              "max_lr_snapshot": MAX_LR_SNAPSHOT}
+              "max_lr_snapshot": MAX_LR_SNAPSHOT,
+              # not checked by timm: the preconditioner's step size and initial scale
+              "precond_lr": NONNEG, "precond_init_scale": Range(gt=0.0)}
 
     def validate(self) -> None:
         prob = self.preconditioner_update_probability
@@ -137,8 +139,6 @@ class KronHyperparams(Hyperparams):
         for name in ("mu_dtype", "precond_dtype"):
             if getattr(self, name) not in _DTYPES:
                 raise ValueError(f"Invalid {name}: {getattr(self, name)!r} (must be None, 'float32' or 'float64')")
-        if self.precond_init_scale <= 0:
-            raise ValueError(f"Invalid precond_init_scale: {self.precond_init_scale} (must be > 0)")
         if self.max_size_triangular < 0 or self.min_ndim_triangular < 0:
             raise ValueError("max_size_triangular and min_ndim_triangular must be >= 0 "
                              f"(got {self.max_size_triangular}, {self.min_ndim_triangular})")

@@ -9,10 +9,9 @@ import dataclasses
 from array_api_compat import array_namespace, is_array_api_obj
 from array_api_compat import device as _device
 
-from .._hyper import (Hyperparams, check_betas, check_eps, check_lr, check_max_lr_snapshot, check_weight_decay,
-                      hyperfield)
+from .._hyper import BETAS, EPS, LR, MAX_LR_SNAPSHOT, NONNEG, Hyperparams, Range, hyperfield
 from .._registry import OptimInfo, StepInput, register
-from .._xp import caution, decay_scale, increment_step, l2_norm, lerp_, like, new_step, step_dtype, zeros_like
+from .._xp import caution, decay_scale, increment_step, is_half, l2_norm, lerp_, like, new_step, step_dtype, zeros_like
 
 
 def safe_ratio(xp, num, den):
@@ -98,15 +97,10 @@ class LambHyperparams(Hyperparams):
     corrected_weight_decay: bool = False
     max_lr_snapshot: float | None = hyperfield(None, "?float")
 
-    def validate(self) -> None:
-        check_lr(self.lr)
-        check_eps(self.eps)
-        check_weight_decay(self.weight_decay)
-        check_betas(self.betas)
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ValueError(f"Invalid max_grad_norm value: {self.max_grad_norm} "
-                             f"(max_grad_norm={self.max_grad_norm!r} must be > 0, or None to disable clipping)")
-        check_max_lr_snapshot(self.corrected_weight_decay, self.max_lr_snapshot)
+    checks = {"lr": LR, "eps": EPS, "weight_decay": NONNEG, "betas": BETAS,
+              "max_grad_norm": Range(gt=0.0, inf_ok=True, message="Invalid {label}: {value} ({name}={value!r} must be "
+                                                                   "{bound}, or None to disable clipping)"),
+              "max_lr_snapshot": MAX_LR_SNAPSHOT}
 
 
 def lamb_init(xp, p, hp):
@@ -124,9 +118,14 @@ def lamb_prepare(xp, params, grads, state, hps):
         g = grads.get(name)
         if g is None:
             continue
-        if g.dtype != p.dtype:
-            g = xp.astype(g, p.dtype)
-        sq = xp.sum(g * g)
+        if is_half(xp, p.dtype):  # timm: each half grad's norm accumulated in float32, stored in the param's dtype
+            g32 = xp.astype(g, xp.float32)
+            n = xp.astype(xp.astype(xp.sqrt(xp.sum(g32 * g32)), p.dtype), xp.float32)
+            sq = n * n
+        else:
+            if g.dtype != p.dtype:
+                g = xp.astype(g, p.dtype)
+            sq = xp.sum(g * g)
         total = sq if total is None else total + sq
     if total is None:
         return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._hyper import EPS, LR, NESTEROV, NONNEG, Hyperparams
+from .._hyper import EPS, LR, NESTEROV, NONNEG, Hyperparams, Range
 from .._registry import OptimInfo, register
 from .._xp import l2_norm, momentum_buffer
 
@@ -59,7 +59,7 @@ class LarsHyperparams(Hyperparams):
     always_adapt: bool = False
 
     checks = {"lr": LR, "momentum": NONNEG, "weight_decay": NONNEG, "eps": EPS, "nesterov": NESTEROV,
-              "trust_coeff": NONNEG}
+              "trust_coeff": NONNEG, "dampening": Range(ge=0.0, le=1.0)}
 
 
 def lars_kernel(xp, p, g, s, hp, ctx):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._hyper import ADAM_CHECKS, Hyperparams
+from .._hyper import ADAM_CHECKS, NONNEG, Hyperparams
 from .._registry import OptimInfo, register
 from .._xp import assign, increment_step, like, new_step, step_dtype, zeros_like
 
@@ -50,7 +50,7 @@ class NAdamLegacyHyperparams(Hyperparams):
     weight_decay: float = 0.0
     schedule_decay: float = 4e-3
 
-    checks = ADAM_CHECKS
+    checks = {**ADAM_CHECKS, "schedule_decay": NONNEG}  # not checked by timm (torch's momentum_decay is)
 
 
 def nadam_legacy_init(xp, p, hp):

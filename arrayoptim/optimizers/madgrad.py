@@ -58,7 +58,9 @@ class MADGRADHyperparams(Hyperparams):
     decoupled_decay: bool = False
 
     checks = {
-        "momentum": Range(ge=0.0, lt=1.0, message="Momentum {value} must be in the range [0,1] ({name}={value!r})"),
+        # timm's message says [0,1]; its check (momentum < 0 or momentum >= 1 raises) excludes 1
+        "momentum": Range(ge=0.0, lt=1.0, message="Momentum {value} must be in the range [0,1] ({name}={value!r} "
+                                                  "must be {bound}; timm's check excludes 1)"),
         "lr": LR,
         "weight_decay": Range(ge=0.0, message="Invalid weight_decay value: {value} Weight decay must be non-negative "
                                               "({name}={value!r})"),

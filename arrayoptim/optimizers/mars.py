@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._hyper import ADAM_CHECKS, BETAS, Hyperparams, OneOf, hyperfield
+from .._hyper import ADAM_CHECKS, BETAS, NONNEG, Hyperparams, OneOf, hyperfield
 from .._registry import OptimInfo, register
 from .._xp import assign, caution, increment_step, like, new_step, zeros_like
 
@@ -67,7 +67,8 @@ class MarsHyperparams(Hyperparams):
     caution: bool = False
 
     checks = {**ADAM_CHECKS, "betas_1d": BETAS,
-              "mars_type": OneOf(MARS_TYPES, "MARS type not supported: {name}={value!r} (expected 'adamw' or 'lion')")}
+              "mars_type": OneOf(MARS_TYPES, "MARS type not supported: {name}={value!r} (expected 'adamw' or 'lion')"),
+              "lr_1d_factor": NONNEG}  # not checked by timm: scales the 1-d params' lr
 
 
 def mars_init(xp, p, hp):

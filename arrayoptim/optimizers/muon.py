@@ -221,6 +221,8 @@ class MuonHyperparams(Hyperparams):
         "ns_steps": Range(ge=1, label="ns_steps"), "safety_factor": Range(gt=0.0, label="safety_factor"),
         "adjust_lr_fn": _known_lr_fn,
         "ns_dtype": OneOf(_NS_DTYPES, "Invalid {name}: {value} ({name}={value!r} must be one of {choices})"),
+        # not checked by timm: lr-like (a negative one steps the fallback params uphill)
+        "adamw_lr": Range(ge=0.0, note=" or None"), "fallback_lr_scale": Range(ge=0.0),
     }
 
     def validate(self) -> None:
@@ -234,7 +236,11 @@ class MuonHyperparams(Hyperparams):
                 raise ValueError("Cannot compute fallback_lr_scale from adamw_lr when lr=0 (adamw_lr="
                                  f"{self.adamw_lr!r}, lr=0.0)")
             # converted once, so per-step lr overrides do not recompute it (as timm converts in its constructor)
-            object.__setattr__(self, "fallback_lr_scale", self.adamw_lr / self.lr)
+            scale = self.adamw_lr / self.lr
+            if not math.isfinite(scale):
+                raise ValueError(f"Invalid fallback_lr_scale value: {scale} (fallback_lr_scale=adamw_lr/lr="
+                                 f"{self.adamw_lr!r}/{self.lr!r} must be finite)")
+            object.__setattr__(self, "fallback_lr_scale", scale)
             object.__setattr__(self, "adamw_lr", None)
 
 

@@ -63,7 +63,8 @@ class NAdamWHyperparams(Hyperparams):
     clipping_threshold: float | None = hyperfield(None, "?float")
     max_lr_snapshot: float | None = hyperfield(None, "?float")
 
-    checks = {**ADAM_CHECKS, "clipping_threshold": Range(gt=0.0, label="clipping threshold", note=" or None"),
+    checks = {**ADAM_CHECKS,
+              "clipping_threshold": Range(gt=0.0, label="clipping threshold", note=" or None", inf_ok=True),
               "max_lr_snapshot": MAX_LR_SNAPSHOT}
 
 

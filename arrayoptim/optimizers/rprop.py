@@ -5,9 +5,19 @@ import dataclasses
 
 from array_api_compat import device
 
-from .._hyper import LR, Hyperparams
+from .._hyper import LR, NONNEG, Each, Hyperparams
 from .._registry import OptimInfo, register
 from .._xp import assign, increment_step, new_step, zeros_like
+
+
+def _etas(name, etas, hp) -> None:
+    """torch's check of ``etas = (etaminus, etaplus)``: ``0 < etaminus < 1 < etaplus`` (NaN fails it)."""
+    if len(etas) != 2:
+        raise ValueError(f"Invalid etas: {etas!r} (etas must be (etaminus, etaplus))")
+    etaminus, etaplus = etas
+    if not 0.0 < etaminus < 1.0 < etaplus:
+        raise ValueError(f"Invalid eta values: {etaminus}, {etaplus} (etas={etas!r} must satisfy "
+                         "0 < etaminus < 1 < etaplus)")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -59,17 +69,12 @@ class RpropHyperparams(Hyperparams):
     step_sizes: tuple[float, float] = (1e-6, 50.0)
     maximize: bool = False
 
-    checks = {"lr": LR}
+    #: torch checks lr and etas; step sizes bound the per-element lr, so a negative one would step uphill
+    checks = {"lr": LR, "etas": _etas, "step_sizes": Each(NONNEG)}
 
     def validate(self) -> None:
-        if len(self.etas) != 2:
-            raise ValueError(f"Invalid etas: {self.etas!r} (etas must be (etaminus, etaplus))")
         if len(self.step_sizes) != 2:
             raise ValueError(f"Invalid step_sizes: {self.step_sizes!r} (step_sizes must be (min, max))")
-        etaminus, etaplus = self.etas
-        if not 0.0 < etaminus < 1.0 < etaplus:
-            raise ValueError(f"Invalid eta values: {etaminus}, {etaplus} (etas={self.etas!r} must satisfy "
-                             "0 < etaminus < 1 < etaplus)")
 
 
 def rprop_init(xp, p, hp):

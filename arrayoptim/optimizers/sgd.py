@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .._hyper import LR, MAX_LR_SNAPSHOT, NESTEROV, NONNEG, Hyperparams, hyperfield
+from .._hyper import LR, MAX_LR_SNAPSHOT, NESTEROV, NONNEG, Hyperparams, Range, hyperfield
 from .._registry import OptimInfo, register
 from .._xp import caution, decay_scale, momentum_buffer
 
@@ -49,7 +49,10 @@ class SGDHyperparams(Hyperparams):
     nesterov: bool = False
     maximize: bool = False
 
-    checks = {"lr": LR, "momentum": NONNEG, "weight_decay": NONNEG, "nesterov": NESTEROV}
+    # dampening is not checked by torch: the grad enters the buffer times 1 - dampening (> 1 ascends), checked after
+    # torch's Nesterov rule so that rule keeps its message
+    checks = {"lr": LR, "momentum": NONNEG, "weight_decay": NONNEG, "nesterov": NESTEROV,
+              "dampening": Range(ge=0.0, le=1.0)}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

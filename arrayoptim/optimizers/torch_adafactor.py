@@ -15,6 +15,8 @@ from .._xp import increment_step, lerp_, like, new_step, zeros_like
 
 def _eps_pair(name, eps, hp) -> None:
     """torch's checks of ``eps = (eps1 or None, eps2)``: both >= 0."""
+    if not isinstance(eps, (tuple, list)) or len(eps) != 2:
+        raise TypeError(f"eps must be a pair (eps1 or None, eps2), got eps={eps!r}")
     eps1, eps2 = eps
     if eps1 is not None and not 0.0 <= eps1:
         raise ValueError(f"epsilon1 should be >= 0 but is: {eps1} ({name}={eps!r})")
@@ -92,7 +94,7 @@ class TorchAdafactorHyperparams(Hyperparams):
 
     checks = {"lr": Range(ge=0.0, label="Learning rate", message=SHOULD_BE),
               "beta2_decay": Range(le=0.0, label="beta2_decay", message=SHOULD_BE), "eps": _eps_pair,
-              "d": Range(ge=1.0, label="Clipping threshold d", message=SHOULD_BE),
+              "d": Range(ge=1.0, label="Clipping threshold d", message=SHOULD_BE, inf_ok=True),
               "weight_decay": Range(ge=0.0, label="weight_decay", message=SHOULD_BE)}
 
 

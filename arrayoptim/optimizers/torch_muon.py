@@ -77,7 +77,8 @@ class TorchMuonHyperparams(Hyperparams):
               "adjust_lr_fn": OneOf(ADJUST_LR_FNS, "Adjust learning rate function {value} is not supported "
                                                    "({name}={value!r}; one of {choices} or None)"),
               "ns_steps": Range(lt=100, message="Number of steps must be less than 100 for computational efficiency "
-                                                "({name}={value!r})")}
+                                                "({name}={value!r})"),
+              "eps": Range(ge=0.0, label="epsilon", message=SHOULD_BE)}  # not checked by torch
 
     def validate(self) -> None:
         if len(self.ns_coefficients) != 3:
