@@ -10,7 +10,8 @@ element-wise op on half tensors in float32). What differs is where the state liv
   ``init`` makes it so) and only the param is rounded back, once per step.
 * ``half_compute == "param"`` (the default: torch's Adam, SGD, ... keep each slot in the dtype it was created
   in): float32 working copies of the param, the grad, every float16/bfloat16 slot (lists of arrays item by item)
-  and every float16/bfloat16 array of ``ctx`` go into the kernel; afterwards the param and each such slot are
+  and every float16/bfloat16 array of ``ctx`` go into the kernel (``ctx['storage_dtype']`` tells it the param's
+  own dtype, for defaults that depend on it: Big Vision Adafactor's eps); afterwards the param and each such slot are
   rounded once into their claimed storage, in their own dtype (array identity kept with ``copy=False``). Slots
   that were not half (the float32 ``step``, booleans, host counters) keep what the kernel made of them; a slot
   the kernel created (SGD's lazy ``momentum_buffer``) takes the param's dtype when it is a float32 array of the
@@ -36,7 +37,8 @@ def run_kernel(kernel: Callable[..., Any], xp: Any, p: Any, g: Any, s: dict, hp:
     bfloat16 param computes in float32 (see the module docstring)."""
     if _half_dtype(xp, p.dtype):
         if half_compute == "float32":  # the anchor's float32 state and compute, rounded into the param once
-            new = kernel(xp, xp.astype(p, xp.float32), xp.astype(g, xp.float32), s, hp, ctx)
+            new = kernel(xp, xp.astype(p, xp.float32), xp.astype(g, xp.float32), s, hp,
+                         {**ctx, "storage_dtype": p.dtype})
             return assign(claim(xp, p, copy), xp.astype(new, p.dtype))
         return _opmath(kernel, xp, p, g, s, hp, ctx, copy)
     if g.dtype != p.dtype:
@@ -96,10 +98,8 @@ def _opmath(kernel: Callable[..., Any], xp: Any, p: Any, g: Any, s: dict, hp: An
             work[k] = v
         else:
             held[k], work[k] = v, w
-    if isinstance(ctx, dict) and ctx:
-        wide = {k: _widen(xp, v) for k, v in ctx.items()}
-        if any(w is not None for w in wide.values()):
-            ctx = {k: v if wide[k] is None else wide[k] for k, v in ctx.items()}
+    wide = {k: _widen(xp, v) for k, v in ctx.items()}
+    ctx = {**{k: v if wide[k] is None else wide[k] for k, v in ctx.items()}, "storage_dtype": p.dtype}
     new = kernel(xp, xp.astype(p, f32), xp.astype(g, f32), work, hp, ctx)
     for k in [k for k in s if k not in work]:  # a slot the kernel dropped
         del s[k]

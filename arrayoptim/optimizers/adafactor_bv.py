@@ -146,7 +146,8 @@ def adafactor_bv_kernel(xp, p, g, s, hp, ctx):
     if hp.eps is not None:
         eps = hp.eps
     else:  # float16 is not a standard dtype: only libraries that have it can hand us float16 params
-        eps = 1e-7 if p.dtype == getattr(xp, "float16", None) else 1e-30
+        stored = ctx.get("storage_dtype", p.dtype)  # a half param computes in float32: its dtype decides
+        eps = 1e-7 if stored == getattr(xp, "float16", None) else 1e-30
     decay_step = xp.clip(t - hp.decay_offset, min=1.0) if hp.decay_offset else t
     beta2_t = xp.clip(1.0 - decay_step ** (-hp.decay_rate), max=hp.beta2_cap)
     w = like(xp, 1 - beta2_t, p)
