@@ -79,8 +79,6 @@ OPEN = {
                        "(it was inf: 570 units), a 448-unit gap remains at step 1 (not yet explained)" for n in _LAMB},
     **{(n, "bfloat16"): "LAMB's trust ratio on the 3-element param at step 11: 55 units (not yet explained)"
        for n in _LAMB},
-    **{(n, "bfloat16"): "timm keeps NvNovoGrad's 0-d exp_avg_sq in float32 (torch.zeros([])), ours in the param "
-                        "dtype (novograd init)" for n in _NOVOGRAD},
 }
 #: slots that copy the param (ASGD's averaged iterate while ``mu == 1``, i.e. for t <= t0 = 1e6): compared in the
 #: param's units (``before`` = the param before the step); in their own, the param's rounding after a cancellation

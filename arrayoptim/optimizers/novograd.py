@@ -7,7 +7,7 @@ from array_api_compat import device
 
 from .._hyper import ADAM_CHECKS, MAX_LR_SNAPSHOT, Hyperparams, hyperfield
 from .._registry import OptimInfo, register
-from .._xp import amsgrad_max, assign, decay_scale, increment_step, new_step, zeros_like
+from .._xp import amsgrad_max, assign, decay_scale, increment_step, new_step, step_dtype, zeros_like
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -30,8 +30,10 @@ class NvNovoGradHyperparams(Hyperparams):
         m &\leftarrow \beta_1 m + u \\
         p &\leftarrow p - \gamma m
 
-    State: ``step`` (0-d), ``exp_avg`` (m), ``exp_avg_sq`` (v, 0-d, the param's dtype), ``max_exp_avg_sq``
-    (0-d, amsgrad only).
+    State: ``step`` (0-d), ``exp_avg`` (m), ``exp_avg_sq`` (v, 0-d, the param's dtype; float32 beside half params,
+    as timm's default-dtype scalar), ``max_exp_avg_sq`` (0-d, amsgrad only). For half params the squared norm is
+    rounded to the param's dtype as timm computes it, except where that rounding overflows (timm's float16 norm of
+    a grad with |g| >= 256 is inf: ours stays finite).
 
     Warnings
     --------
@@ -65,18 +67,30 @@ class NvNovoGradHyperparams(Hyperparams):
 
 
 def novograd_init(xp, p, hp):
+    norms = step_dtype(xp, p)  # timm: torch's default dtype (float32 beside half params, as the step count)
     s = {"step": new_step(xp, p), "exp_avg": zeros_like(xp, p),
-         "exp_avg_sq": xp.zeros((), dtype=p.dtype, device=device(p))}
+         "exp_avg_sq": xp.zeros((), dtype=norms, device=device(p))}
     if hp.amsgrad:
-        s["max_exp_avg_sq"] = xp.zeros((), dtype=p.dtype, device=device(p))
+        s["max_exp_avg_sq"] = xp.zeros((), dtype=norms, device=device(p))
     return s
+
+
+def _rounded(xp, x, dtype):
+    """``x`` rounded to ``dtype`` and back, where that stays finite (``x`` itself where it would overflow)."""
+    r = xp.astype(xp.astype(x, dtype), x.dtype)
+    return xp.where(xp.isfinite(r), r, x)
 
 
 def novograd_kernel(xp, p, g, s, hp, ctx):
     """Per-array NvNovoGrad update; see :class:`NvNovoGradHyperparams` for the math."""
     beta1, beta2 = hp.betas
     increment_step(s)
-    n = xp.sum(g * g)
+    stored = ctx.get("storage_dtype", g.dtype)
+    if stored == g.dtype:
+        n = xp.sum(g * g)
+    else:  # a half param: timm squares and sums in the param's dtype (its overflow to inf aside)
+        n = xp.sum(_rounded(xp, g * g, stored))
+        n = _rounded(xp, n, stored)
     v = s["exp_avg_sq"]
     v = assign(v, xp.where(v == 0, n, v * beta2 + (1 - beta2) * n))
     s["exp_avg_sq"] = v
