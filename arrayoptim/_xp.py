@@ -89,17 +89,19 @@ def l2_norm(xp: Any, x: Any) -> Any:
     return xp.sqrt(xp.sum(x * x))
 
 
-def caution(xp: Any, update: Any, g: Any) -> Any:
+def caution(xp: Any, update: Any, g: Any, negated: bool = False) -> Any:
     """Cautious-optimizer mask (arXiv 2411.16085) as timm applies it, returning the masked update.
 
     ``mask = (update * g > 0)``; ``mask /= max(mean(mask), 1e-3)``; ``update * mask``. The mean is over the whole
-    tensor (per parameter), with timm's fixed floor of 1e-3.
+    tensor (per parameter), with timm's fixed floor of 1e-3. ``negated``: ``g`` is the negated grad (the mask of
+    ``-g``, ``update * g < 0``, without a copy of ``-g``; the product is negated exactly).
     """
     if math.prod(g.shape) == 0:  # static shape: nothing to mask (and no mean of an empty array)
         return update
-    mask = xp.astype(update * g > 0, g.dtype)
+    mask = xp.astype(update * g < 0 if negated else update * g > 0, g.dtype)
     mask /= xp.clip(xp.mean(mask), min=1e-3)
-    return update * mask
+    mask *= update  # update * mask, in place on the mask (a product commutes exactly)
+    return mask
 
 
 def decay_scale(hp: Any) -> float:
@@ -180,6 +182,27 @@ def claim(xp: Any, x: Any, copy: bool | None) -> Any:
 
 
 # ------------------------------------------------------------------------------------------- moments
+
+def blockwise_(xp: Any, dst: Any, fn: Any, *args: Any, blocks: int = 8) -> Any:
+    """``dst <- fn(dst, *args)`` for an element-wise ``fn`` of arrays shaped like the claimed ``dst``, applied to
+    ``blocks`` slices along ``dst``'s largest dim, so ``fn``'s temporaries are 1/``blocks`` of the array each
+    (the values are the same: ``fn`` is element-wise). JAX arrays (immutable) and small arrays go whole."""
+    if is_jax_array(dst) or dst.ndim == 0 or math.prod(dst.shape) < (1 << 16):
+        return assign(dst, fn(dst, *args))
+    axis = max(range(dst.ndim), key=lambda i: dst.shape[i])
+    n = dst.shape[axis]
+    step = -(-n // blocks)
+    for lo in range(0, n, step):
+        idx = tuple(slice(lo, lo + step) if i == axis else slice(None) for i in range(dst.ndim))
+        dst[idx] = fn(dst[idx], *(a[idx] for a in args))
+    return dst
+
+
+def scalar_like(xp: Any, value: float, p: Any) -> Any:
+    """``value`` as a 0-d array of ``p``'s dtype on ``p``'s device (a Python float rounded the way a binary
+    operator with ``p`` rounds it; no param-sized ``full_like``)."""
+    return xp.asarray(value, dtype=p.dtype, device=_device(p))
+
 
 def update_moments(xp: Any, s: dict, g: Any, betas: tuple[float, float]) -> tuple[Any, Any]:
     """Adam's two moments on the claimed slots, as torch and timm update them, returning ``(m, v)``:

@@ -10,7 +10,7 @@ import math
 from .._hyper import LR, MAX_LR_SNAPSHOT, NONNEG, Hyperparams, OneOf, Range, hyperfield
 from .._lowp import lowp_lerp
 from .._registry import OptimInfo, register
-from .._xp import assign, caution, increment_step, lerp_, like, new_step, zeros_like
+from .._xp import blockwise_, caution, increment_step, lerp_, like, new_step, zeros_like
 from .adafactor import rms
 
 
@@ -174,7 +174,8 @@ def adafactor_bv_kernel(xp, p, g, s, hp, ctx):
         if fmt is None:
             m = lerp_(xp, m, update, 1 - hp.momentum)
         else:  # timm: exp_avg.lerp_(update.to(momentum_dtype), 1 - momentum), stored in momentum_dtype
-            m = assign(m, lowp_lerp(xp, m, update, 1 - hp.momentum, fmt))
+            # by blocks: the emulation's float64 temporaries are several param sizes each (element-wise)
+            m = blockwise_(xp, m, lambda a, b: lowp_lerp(xp, a, b, 1 - hp.momentum, fmt), update)
         s["exp_avg"] = m
         update = caution(xp, m, g) if hp.caution else m
     update = update * hp.lr

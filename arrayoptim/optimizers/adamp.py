@@ -35,6 +35,7 @@ def projection(xp, p, g, d, hp, cautious):
         return plain, 1.0
     expand = (-1,) + (1,) * (p.ndim - 1)
     out, wd_factor = plain, None
+    del plain  # held as out (replaced by the first view's selection)
     for rows in (1, p.shape[0]):  # layer view first: the channel view, tried first by timm, is selected last
         pv, gv = xp.reshape(p, (rows, -1)), xp.reshape(g, (rows, -1))
         p_norm = xp.sqrt(xp.sum(pv * pv, axis=1))
@@ -42,18 +43,36 @@ def projection(xp, p, g, d, hp, cautious):
         # torch's cosine_similarity: each row normalised by max(||row||, eps), then the dot product
         g_den = xp.reshape(_safe(xp, xp.clip(g_norm, min=hp.eps)), (rows, 1))
         p_den = xp.reshape(_safe(xp, xp.clip(p_norm, min=hp.eps)), (rows, 1))
-        cos = xp.sum((gv / g_den) * (pv / p_den), axis=1)
+        gq = gv / g_den  # (gv / g_den) * (pv / p_den), in place on the first quotient (a product commutes exactly)
+        gq *= pv / p_den
+        cos = xp.sum(gq, axis=1)
+        del gq
         hit = xp.max(xp.abs(cos)) < hp.delta / math.sqrt(pv.shape[1])
-        p_n = p / xp.reshape(_safe(xp, p_norm + hp.eps), expand)
+
+        def unit():  # p_n: recomputed where that saves holding it (the same division: the same values)
+            return p / xp.reshape(_safe(xp, p_norm + hp.eps), expand)
 
         def radial(x):
             return p_n * xp.reshape(xp.sum(xp.reshape(p_n * x, (rows, -1)), axis=1), expand)
 
-        proj = d - radial(d)
+        p_n = unit()
+        proj = radial(d)
+        proj = d - proj
         if cautious:
-            proj = caution(xp, proj, g - radial(g))
-            proj = proj - radial(proj)
+            gt = radial(g)
+            gt -= g  # -(g - radial(g)): caution's mask of the negated vector, without another copy
+            del p_n
+            proj = caution(xp, proj, gt, negated=True)
+            del gt
+            p_n = unit()
+            r = radial(proj)
+            del p_n
+            proj = proj - r
+            del r
+        else:
+            del p_n
         out = xp.where(hit, proj, out)
+        del proj
         one = xp.ones_like(cos[0])
         wd_factor = xp.where(hit, hp.wd_ratio * one, one if wd_factor is None else wd_factor)
     return out, wd_factor
@@ -175,13 +194,25 @@ def adamp_kernel(xp, p, g, s, hp, ctx):
     v *= beta2
     v += (1 - beta2) * (g * g)
     s["exp_avg"], s["exp_avg_sq"] = m, v
-    denom = xp.sqrt(v) / like(xp, xp.sqrt(1 - beta2 ** t), p) + hp.eps
+    denom = xp.sqrt(v)  # sqrt(v) / sqrt(1 - beta2**t) + eps, in place on the fresh root
+    denom /= like(xp, xp.sqrt(1 - beta2 ** t), p)
+    denom += hp.eps
     step_size = hp.lr / like(xp, 1 - beta1 ** t, p)
-    num = beta1 * m + (1 - beta1) * g if hp.nesterov else m
-    d, wd_factor = projection(xp, p, g, num / denom, hp, hp.caution)
+    if hp.nesterov:  # beta1 * m + (1 - beta1) * g (products and the sum commute exactly)
+        d = m * beta1
+        d += (1 - beta1) * g
+        d /= denom
+    else:
+        d = m / denom
+    del denom
+    d, wd_factor = projection(xp, p, g, d, hp, hp.caution)
     if hp.weight_decay > 0:
         p *= 1.0 - hp.lr * hp.weight_decay * wd_factor
-    p -= step_size * d
+    if d is m:
+        p -= step_size * d
+    else:
+        d *= step_size  # step_size * d, in place on the fresh direction
+        p -= d
     return p
 
 
@@ -195,11 +226,19 @@ def sgdp_kernel(xp, p, g, s, hp, ctx):
     buf *= hp.momentum
     buf += (1 - hp.dampening) * g
     s["momentum"] = buf
-    d = g + hp.momentum * buf if hp.nesterov else buf
+    if hp.nesterov:  # g + momentum * buf (the sum and the product commute exactly)
+        d = buf * hp.momentum
+        d += g
+    else:
+        d = buf
     d, wd_factor = projection(xp, p, g, d, hp, hp.caution)
     if hp.weight_decay != 0:
         p *= 1.0 - hp.lr * hp.weight_decay * wd_factor / (1 - hp.momentum)
-    p -= hp.lr * d
+    if d is buf:
+        p -= hp.lr * d
+    else:
+        d *= hp.lr  # lr * d, in place on the fresh direction
+        p -= d
     return p
 
 

@@ -5,7 +5,7 @@ import dataclasses
 
 from .._hyper import ADAM_CHECKS, MAX_LR_SNAPSHOT, Hyperparams, hyperfield
 from .._registry import OptimInfo, register
-from .._xp import assign, caution, decay_scale, increment_step, like, new_step, zeros_like
+from .._xp import assign, caution, decay_scale, increment_step, like, new_step, scalar_like, zeros_like
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -84,25 +84,39 @@ def adopt_kernel(xp, p, g, s, hp, ctx):
     t = increment_step(s)
     first = t == 1
     if hp.weight_decay != 0 and not hp.decoupled:
-        g = g + hp.weight_decay * p
+        gd = p * hp.weight_decay  # g + weight_decay * p (sum and product commute exactly)
+        gd += g
+        g = gd
     m, v = s["exp_avg"], s["exp_avg_sq"]
-    g2 = g * g
-    p_new = p
-    if hp.weight_decay != 0 and hp.decoupled:
-        scale = decay_scale(hp)
-        p_new = p * (1.0 - scale * hp.weight_decay)
-    denom = xp.maximum(xp.sqrt(v), xp.full_like(v, hp.eps))
+    denom = xp.sqrt(v)
+    denom = xp.maximum(denom, scalar_like(xp, hp.eps, v))
     normed = g / denom
+    del denom
     if hp.clip_exp is not None:
         bound = like(xp, (t - 1) ** hp.clip_exp, p)
         normed = xp.clip(normed, -bound, bound)
-    m_new = m + (1 - beta1) * (normed - m)
+    # step 1 only accumulates v (v + g2: v * 1 + 1 * g2 is exact); afterwards v is updated after the param
+    one = scalar_like(xp, 1.0, v)
+    g2 = g * g
+    g2 *= xp.where(first, one, scalar_like(xp, 1 - beta2, v))
+    v *= xp.where(first, one, scalar_like(xp, beta2, v))
+    v += g2
+    del g2
+    s["exp_avg_sq"] = v
+    normed -= m  # m_new = m + (1 - beta1) * (normed - m), in the normed buffer
+    normed *= 1 - beta1
+    normed += m
+    m_new = normed
     u = caution(xp, m_new, g) if hp.caution else m_new
-    p_new = p_new - hp.lr * u
-    # step 1 only accumulates v; afterwards v is updated after the param (it lags one step)
-    v_new = xp.where(first, v + g2, beta2 * v + (1 - beta2) * g2)
     s["exp_avg"] = assign(m, xp.where(first, m, m_new))
-    s["exp_avg_sq"] = assign(v, v_new)
+    del m_new, normed
+    u *= hp.lr  # hp.lr * u (m_new is stored: its buffer is free)
+    if hp.weight_decay != 0 and hp.decoupled:
+        p_new = p * (1.0 - decay_scale(hp) * hp.weight_decay)
+        p_new -= u
+    else:
+        p_new = p - u
+    del u
     return assign(p, xp.where(first, p, p_new))
 
 

@@ -72,11 +72,23 @@ def lion_kernel(xp, p, g, s, hp, ctx):
     In place: augmented operators on the claimed ``p`` and ``exp_avg``, at most two param-sized temporaries.
     """
     beta1, beta2 = hp.betas
-    if hp.maximize:
-        g = -g
     scale = decay_scale(hp)
     p *= 1.0 - scale * hp.weight_decay
     m = s["exp_avg"]
+    if hp.maximize:  # the same arithmetic on -g without a copy of it: every step below is negated exactly
+        u = g + m  # -(-g - m)
+        u *= 1 - beta1
+        u -= m  # -(m + (1 - beta1) * (-g - m))
+        u = xp.sign(u)
+        if hp.caution:
+            u = caution(xp, u, g)  # (-u) * (-g) > 0 is u * g > 0; the masked update is negated
+        u *= hp.lr
+        p += u
+        u = g + m  # m += (1 - beta2) * (-g - m)
+        u *= 1 - beta2
+        m -= u
+        s["exp_avg"] = m
+        return p
     u = g - m  # sign(m + (1 - beta1) * (g - m))
     u *= 1 - beta1
     u += m

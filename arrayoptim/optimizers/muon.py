@@ -12,7 +12,7 @@ from typing import Any
 from .._hyper import BETAS, EPS, LR, NONNEG, Hyperparams, OneOf, Range, hyperfield
 from .._lowp import round_to_bfloat16
 from .._registry import OptimInfo, register
-from .._xp import increment_step, l2_norm, lerp, lerp_, like, new_step, zeros_like
+from .._xp import blockwise_, increment_step, l2_norm, lerp, lerp_, like, new_step, zeros_like
 from .adamw_legacy import adamw_legacy_kernel
 from .nadamw import nadamw_kernel
 
@@ -279,8 +279,8 @@ def zeropower_via_newtonschulz(xp: Any, G: Any, steps: int, coefficients: Any, e
     if ns_dtype == "bfloat16":
         work = xp.float32
 
-        def r(v):
-            return round_to_bfloat16(xp, v)
+        def r(v):  # v is always a fresh array here: rounded in place, by blocks (the rounding's temporaries)
+            return blockwise_(xp, v, lambda a: round_to_bfloat16(xp, a))
     else:
         work = G.dtype if ns_dtype is None else getattr(xp, ns_dtype)
 
@@ -298,11 +298,21 @@ def zeropower_via_newtonschulz(xp: Any, G: Any, steps: int, coefficients: Any, e
     X = r(X / norm)
     for a, b, c in seq:
         A = r(X @ xp.matrix_transpose(X))
-        B = r(b * A + c * (A @ A))
-        X = r(a * X + B @ X)
+        B = A @ A  # b * A + c * (A @ A), in place on the fresh products (sums and products commute exactly)
+        B *= c
+        A *= b
+        B += A
+        del A
+        B = r(B)
+        BX = B @ X  # a * X + B @ X, the same way
+        del B
+        X *= a
+        X += BX
+        del BX
+        X = r(X)
     if transposed:
         X = xp.matrix_transpose(X)
-    return xp.astype(X, G.dtype)
+    return X if X.dtype == G.dtype else xp.astype(X, G.dtype)
 
 
 # ------------------------------------------------------------------------------------------------- routing
@@ -453,7 +463,9 @@ def muon_kernel(xp, p, g, s, hp, ctx):
     spatial = math.prod(tuple(p.shape)[2:]) ** -0.5 if batched and hp.normalize_spatial else 1.0
     if not adamuon:
         scale = _muon_lr_scale(tuple(O.shape), hp.adjust_lr_fn) * spatial
-        p += (-hp.lr * scale) * back(O)
+        O = back(O)
+        O *= -hp.lr * scale  # (-lr * scale) * O, in place on the fresh orthogonalised update
+        p += O
         return p
     scale, rms = _adamuon_lr_scale(tuple(O.shape), hp.adjust_lr_fn)
     O = back(O)

@@ -97,9 +97,11 @@ def sgd_kernel(xp, p, g, s, hp, ctx):
     In place it uses augmented operators on the claimed ``p`` and ``momentum_buffer`` and at most two param-sized
     temporaries (the L2-decayed grad and the Nesterov direction).
     """
+    decoupled = isinstance(hp, SGDWHyperparams)
+    if hp.maximize and decoupled and hp.momentum != 0:
+        return _sgdw_maximize(xp, p, g, s, hp)
     if hp.maximize:
         g = -g
-    decoupled = isinstance(hp, SGDWHyperparams)
     if decoupled:
         scale = decay_scale(hp)
         p *= 1.0 - scale * hp.weight_decay
@@ -120,6 +122,35 @@ def sgd_kernel(xp, p, g, s, hp, ctx):
             return p
         g = d
     p -= hp.lr * g
+    return p
+
+
+def _sgdw_maximize(xp, p, g, s, hp):
+    """:func:`sgd_kernel` for timm's SGDW with momentum and ``maximize``: the same arithmetic on ``-g`` without a
+    copy of it (``a + (-g)`` is ``a - g`` exactly, and so is every product with ``-g``)."""
+    p *= 1.0 - decay_scale(hp) * hp.weight_decay
+    buf = s.get("momentum_buffer")
+    if buf is None:
+        buf = -g
+    else:
+        buf *= hp.momentum
+        if hp.dampening != 0:
+            buf -= (1 - hp.dampening) * g
+        else:
+            buf -= g
+    s["momentum_buffer"] = buf
+    if hp.nesterov:
+        d = buf * hp.momentum
+        d -= g
+    else:
+        d = buf
+    if hp.caution:
+        d = caution(xp, d, g, negated=True)
+    if d is buf:
+        p -= hp.lr * d
+    else:
+        d *= hp.lr
+        p -= d
     return p
 
 
